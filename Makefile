@@ -1,0 +1,46 @@
+# The two commands: `make run` (ingest corpus/ and serve the chat page) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+GOLD := evals/gold/corpus.jsonl evals/gold/chat.jsonl
+# The eval gate: raise these as the system improves (never lower them to pass).
+EVAL_GATE := --fail-under answer_accuracy=0.90 --fail-under citation_validity=1.0 \
+             --fail-under abstention_recall=0.90 --fail-under false_abstention_rate_max=0.05
+
+.PHONY: run test lint unit eval serve chromium clean
+
+run: $(BIN)/.installed
+	$(BIN)/assistant serve
+
+test: $(BIN)/.dev-installed chromium lint unit eval
+
+lint: $(BIN)/.dev-installed
+	$(BIN)/ruff check assistant tests evals
+
+unit: $(BIN)/.dev-installed
+	$(BIN)/pytest -q
+
+eval: $(BIN)/.dev-installed
+	$(BIN)/assistant eval $(GOLD) --store .assistant-eval \
+	  --output eval-results/results.jsonl --report eval-results/report.md $(EVAL_GATE)
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.dev-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,llm]'
+	touch $(BIN)/.installed $@
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+clean:
+	rm -rf $(VENV) .assistant .assistant-eval eval-results

@@ -1,0 +1,256 @@
+"""The extractive answer layer: choose the sentence(s) that answer, cut the short answer,
+or abstain when the retrieved passages do not support an answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from assistant.entities import Entity, EntityTagger
+from assistant.question import TYPE_LABELS, Question, stem, words
+from assistant.retrieval import Hit
+from assistant.types import Answer, Citation, Passage
+
+ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
+_PRONOUN_START = re.compile(r"^[\"“‘']?(She|He|They|It|This|That|These|Those|Her|His)\b")
+
+
+@dataclass
+class Candidate:
+    """A sentence of a retrieved chunk and the evidence that it answers the question."""
+
+    doc_id: str
+    path: str
+    title: str
+    start: int
+    end: int
+    text: str
+    rank: int
+    chunk_score: float
+    order: int = 0
+    stems: set[str] = field(default_factory=set)
+    dense: float = 0.0
+    cover: float = 0.0
+    cover_ctx: float = 0.0
+    typed: list[Entity] = field(default_factory=list)
+    score: float = 0.0
+
+
+@dataclass
+class Weights:
+    """How the evidence is combined; the knobs of the sentence picker."""
+
+    cover: float = 0.45
+    cover_ctx: float = 0.15
+    dense: float = 0.30
+    rank: float = 0.10
+    type_hit: float = 0.20
+    type_miss: float = 0.15
+    extend_gain: float = 0.2
+
+
+def match_strength(term: str, stems: set[str]) -> float:
+    """1 for an exact stem match, 0.7 for a shared prefix of 5+ letters, else 0."""
+    if term in stems:
+        return 1.0
+    if len(term) >= 5 and not term.isdigit():
+        head = term[:5]
+        for s in stems:
+            if len(s) >= 5 and s[:5] == head:
+                return 0.7
+    return 0.0
+
+
+def coverage(question: Question, stems: set[str]) -> float:
+    """Weighted share of the question's content terms found among ``stems``."""
+    total = sum(t.weight for t in question.terms)
+    if total == 0:
+        return 0.0
+    return sum(t.weight * match_strength(t.stem, stems) for t in question.terms) / total
+
+
+def sentence_stems(text: str) -> set[str]:
+    """Stems of every word of a sentence."""
+    return {stem(w) for w, _, _ in words(text)}
+
+
+class ExtractiveAnswerer:
+    """Picks the answering sentence among the sentences of the retrieved chunks."""
+
+    def __init__(self, tagger: EntityTagger, min_score: float = 0.42,
+                 weights: Weights | None = None) -> None:
+        self.tagger = tagger
+        self.min_score = min_score
+        self.weights = weights or Weights()
+
+    def candidates(self, hits: list[Hit]) -> list[Candidate]:
+        """Every distinct sentence of the hits, in reading order per article."""
+        seen: dict[tuple[str, int, int], Candidate] = {}
+        for rank, hit in enumerate(hits):
+            for s, e in hit.sentences:
+                key = (hit.doc_id, s, e)
+                if key in seen:
+                    continue
+                text = hit.text[s - hit.start : e - hit.start]
+                seen[key] = Candidate(
+                    doc_id=hit.doc_id, path=str(hit.meta.get("path", hit.doc_id)),
+                    title=str(hit.meta.get("title", "")), start=s, end=e, text=text,
+                    rank=rank, chunk_score=hit.score, stems=sentence_stems(text),
+                )
+        cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
+        for i, c in enumerate(cands):
+            c.order = i
+        return cands
+
+    def score(self, question: Question, cands: list[Candidate],
+              qvec: np.ndarray, svecs: dict[tuple[str, int, int], np.ndarray]) -> None:
+        """Fill in each candidate's evidence and score."""
+        w = self.weights
+        labels = TYPE_LABELS.get(question.answer_type or "", ())
+        if labels:
+            tagged = self.tagger.tag([c.text for c in cands])
+        else:
+            tagged = [[] for _ in cands]
+        for i, c in enumerate(cands):
+            vec = svecs.get((c.doc_id, c.start, c.end))
+            c.dense = float(np.dot(qvec, vec)) if vec is not None else 0.0
+            c.cover = coverage(question, c.stems)
+            ctx = set(c.stems)
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(cands) and _adjacent(cands[i], cands[j]):
+                    ctx |= cands[j].stems
+            c.cover_ctx = coverage(question, ctx)
+            c.typed = [e for e in tagged[i] if e.label in labels and _is_new(e, question)]
+            c.score = (
+                w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
+                + w.rank / (1 + c.rank)
+            )
+            if labels:
+                c.score += w.type_hit if c.typed else -w.type_miss
+
+    def evidence(self, question: Question, chosen: list[Candidate]) -> float:
+        """How well the chosen sentences support an answer, in [0, 1]."""
+        stems: set[str] = set().union(*(c.stems for c in chosen))
+        cover = coverage(question, stems)
+        dense = max(c.dense for c in chosen)
+        value = 0.6 * cover + 0.4 * max(dense, 0.0)
+        if question.answer_type and not any(c.typed for c in chosen):
+            value -= 0.2
+        missing = [t for t in question.terms if t.proper and match_strength(t.stem, stems) == 0]
+        if missing:
+            value -= 0.1 * len(missing)
+        return value
+
+    def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
+               svecs: dict[tuple[str, int, int], np.ndarray]) -> Answer:
+        """The cited answer, or an abstention showing the closest passages."""
+        passages = [_passage(h) for h in hits]
+        retrieved = list(dict.fromkeys(h.doc_id for h in hits))
+        cands = self.candidates(hits)
+        if not cands or not question.terms:
+            return _abstain(question, passages, retrieved)
+        self.score(question, cands, qvec, svecs)
+        best = max(cands, key=lambda c: c.score)
+        chosen = self._window(question, cands, best)
+        support = self.evidence(question, chosen)
+        if support < self.min_score:
+            return _abstain(question, passages, retrieved)
+        short = self._short_answer(question, chosen, best)
+        citations = [
+            Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
+                     end=c.end, quote=c.text, score=round(support, 4))
+            for i, c in enumerate(chosen)
+        ]
+        text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(chosen))
+        return Answer(question=question.text, text=text, short_answer=short, abstained=False,
+                      citations=citations, retrieved=retrieved, passages=passages)
+
+    def _window(self, question: Question, cands: list[Candidate],
+                best: Candidate) -> list[Candidate]:
+        """The best sentence, joined by a neighbour when it adds what the question asks."""
+        i = best.order
+        options = []
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(cands) and _adjacent(best, cands[j]):
+                n = cands[j]
+                gain = coverage(question, best.stems | n.stems) - best.cover
+                needs_type = bool(question.answer_type) and not best.typed and bool(n.typed)
+                needs_context = j == i - 1 and bool(_PRONOUN_START.match(best.text)) and (
+                    gain > 0
+                )
+                if gain >= self.weights.extend_gain or needs_type or needs_context:
+                    options.append((gain + (0.5 if needs_type else 0.0), n))
+        if not options:
+            return [best]
+        neighbour = max(options, key=lambda o: o[0])[1]
+        return sorted([best, neighbour], key=lambda c: c.start)
+
+    def _short_answer(self, question: Question, chosen: list[Candidate],
+                      best: Candidate) -> str | None:
+        """The minimal span answering a factual question, in the article's words."""
+        if not question.answer_type:
+            return None
+        order = [best] + [c for c in chosen if c is not best]
+        labels = TYPE_LABELS[question.answer_type]
+        for c in order:
+            if not c.typed:
+                continue
+            anchors = [s for w, s, _ in words(c.text) if stem(w) in question.stems]
+            about_speech = bool(question.stems & _SPEECH_STEMS)
+
+            def rank(e: Entity, c: Candidate = c, anchors: list[int] = anchors,
+                     about_speech: bool = about_speech) -> tuple:
+                dist = min((abs(e.start - a) for a in anchors), default=0)
+                # "…,” Mrs. Trump said": the speaker rarely answers unless asked who said it.
+                speaker = not about_speech and _is_speaker(c.text, e)
+                return (speaker, dist // 40, labels.index(e.label), dist, e.start)
+
+            ent = min(c.typed, key=rank)
+            return _clean_span(ent.text)
+        return None
+
+
+_SPEECH_STEMS = {"say", "said", "tell", "told", "announc", "claim", "quot", "speak", "spoke",
+                 "describ", "accord", "insist", "deni", "wrote", "write"}
+_SPEAKER_AFTER = re.compile(r"^\s*(said|says|told|added|wrote|noted|stated|explained)\b")
+_SPEAKER_BEFORE = re.compile(r"\b(said|says|according to)\s*$")
+
+
+def _is_speaker(text: str, entity: Entity) -> bool:
+    """True for the attribution of a quotation ("Mrs. Trump said")."""
+    return bool(_SPEAKER_AFTER.match(text[entity.end :])
+                or _SPEAKER_BEFORE.search(text[: entity.start]))
+
+
+def _adjacent(a: Candidate, b: Candidate) -> bool:
+    if a.doc_id != b.doc_id:
+        return False
+    first, second = (a, b) if a.start < b.start else (b, a)
+    return 0 <= second.start - first.end <= 3
+
+
+def _is_new(entity: Entity, question: Question) -> bool:
+    """An entity the question does not already name."""
+    ent_stems = {stem(w) for w, _, _ in words(entity.text)}
+    if not ent_stems:
+        return False
+    return not ent_stems <= question.stems
+
+
+def _clean_span(text: str) -> str:
+    text = text.strip().strip("“”\"'‘’,;:—-").strip()
+    text = re.sub(r"[’']s$", "", text)
+    return text
+
+
+def _passage(hit: Hit) -> Passage:
+    return Passage(doc_id=hit.doc_id, title=str(hit.meta.get("title", "")),
+                   path=str(hit.meta.get("path", hit.doc_id)), start=hit.start,
+                   end=int(hit.meta["end"]), text=hit.text, score=round(hit.score, 5))
+
+
+def _abstain(question: Question, passages: list[Passage], retrieved: list[str]) -> Answer:
+    return Answer(question=question.text, text=ABSTAIN_TEXT, abstained=True,
+                  retrieved=retrieved, passages=passages)

@@ -1,0 +1,190 @@
+"""The command line: ``assistant ingest | ask | chat | serve | eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from assistant.settings import AssistantError, Settings
+from assistant.types import Answer
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and a one-line message on bad usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("store and corpus (also ASSISTANT_* environment variables)")
+    g.add_argument("--corpus", help="corpus directory (ASSISTANT_CORPUS, default ./corpus)")
+    g.add_argument("--store", help="store directory (ASSISTANT_STORE, default ./.assistant)")
+    g.add_argument("--chroma-url", dest="chroma_url",
+                   help="use a Chroma server, e.g. http://127.0.0.1:8000 (ASSISTANT_CHROMA_URL)")
+    g.add_argument("--top-k", dest="top_k", type=int, help="passages retrieved per question")
+    g.add_argument("--min-score", dest="min_score", type=float,
+                   help="abstain below this evidence score (ASSISTANT_MIN_SCORE)")
+    g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="assistant", description="Cited answers from a corpus of articles.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", help="index the corpus (incremental)")
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="drop the store and index anew")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("ask", help="answer one question")
+    _common(p)
+    p.add_argument("question", help="the question")
+    p.add_argument("--json", action="store_true", help="print the machine-readable answer")
+
+    p = sub.add_parser("chat", help="a conversation in the terminal")
+    _common(p)
+
+    p = sub.add_parser("serve", help="serve the chat page")
+    _common(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--auth", help="user:password, required off loopback (ASSISTANT_AUTH)")
+    p.add_argument("--no-ingest", action="store_true", help="do not ingest before serving")
+
+    p = sub.add_parser("eval", help="score answers against gold questions")
+    _common(p)
+    from assistant.evals import add_eval_arguments
+
+    add_eval_arguments(p)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment settings overridden by the flags that were given."""
+    keys = ("corpus", "store", "chroma_url", "top_k", "min_score", "host", "port", "auth")
+    return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
+
+
+def format_answer(answer: Answer) -> str:
+    """An answer with its numbered sources, for the terminal."""
+    lines = [answer.text]
+    if answer.notice:
+        lines.insert(0, f"({answer.notice})")
+    if answer.citations:
+        lines.append("")
+        for c in answer.citations:
+            quote = c.quote if len(c.quote) <= 300 else c.quote[:297] + "…"
+            lines.append(f"[{c.n}] {c.path} ({c.start}-{c.end}): \"{quote}\"")
+    elif answer.abstained and answer.passages:
+        lines.append("")
+        lines.append("Closest passages (not an answer):")
+        for p in answer.passages[:3]:
+            snippet = " ".join(p.text.split())[:160]
+            lines.append(f"- {p.path}: {snippet}…")
+    return "\n".join(lines)
+
+
+def _ingest(bot: Any, args: argparse.Namespace) -> int:
+    from assistant.ingest import terminal_progress
+
+    report = bot.ingest(rebuild=args.rebuild, progress=terminal_progress())
+    for path, reason in report.skipped:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    print(json.dumps(report.to_dict()) if args.json else report.summary())
+    return 0
+
+
+def _ask(bot: Any, args: argparse.Namespace) -> int:
+    answer = bot.ask(args.question)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def _chat(bot: Any, args: argparse.Namespace) -> int:
+    session = bot.chat()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Ask about the articles. Commands: /reset, /quit.")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/reset":
+            session.reset()
+            print("(conversation cleared)")
+            continue
+        try:
+            answer = session.send(line)
+        except AssistantError as exc:
+            print(f"error: {exc}")
+            continue
+        print(format_answer(answer))
+        print()
+
+
+def _serve(bot: Any, args: argparse.Namespace) -> int:
+    from assistant.web import serve
+
+    if not args.no_ingest:
+        print(bot.ingest().summary(), flush=True)
+    return serve(bot)
+
+
+def _eval(bot: Any, args: argparse.Namespace) -> int:
+    from assistant.evals import run_eval_command
+
+    return int(run_eval_command(args, bot))
+
+
+COMMANDS = {"ingest": _ingest, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``assistant`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        for noisy in ("chromadb", "httpx", "bm25s", "llama_index"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    started = time.perf_counter()
+    try:
+        from assistant.core import Assistant
+
+        bot = Assistant(settings_from_args(args))
+        code = COMMANDS[args.command](bot, args)
+    except AssistantError as exc:
+        print(f"assistant: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("assistant: interrupted", file=sys.stderr)
+        return 130
+    logging.getLogger(__name__).info("%s took %.2f s", args.command,
+                                     time.perf_counter() - started)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The Assistant: one object that owns the settings, the models, the store and the
+answer layer. The CLI, the page and the evals all go through it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.answering import ExtractiveAnswerer
+from assistant.entities import EntityTagger
+from assistant.question import analyze, clean_text
+from assistant.settings import AssistantError, Settings
+from assistant.types import Answer, IngestReport
+
+
+class Assistant:
+    """Answers questions about the articles of a corpus, citing the passages it used.
+
+    >>> bot = Assistant(corpus="corpus", store=".assistant")
+    >>> bot.ingest()                      # incremental
+    >>> bot.ask("How many children were reunited in the past 24 hours?").short_answer
+    'Eight'
+    """
+
+    def __init__(self, settings: Settings | None = None, *, corpus: str | Path | None = None,
+                 store: str | Path | None = None, **overrides: Any) -> None:
+        base = settings or Settings.from_env()
+        values = {k: v for k, v in
+                  {"corpus": corpus, "store": store, **overrides}.items() if v is not None}
+        if values:
+            base = Settings(**{**base.__dict__, **values}).normalised()
+        self.settings = base
+        self._embed: Any = None
+        self._store: Any = None
+        self._retriever: Any = None
+        self._fingerprint: str | None = None
+        self._tagger = EntityTagger()
+        self._answerer = ExtractiveAnswerer(self._tagger, min_score=self.settings.min_score)
+        self._lock = threading.RLock()
+
+    # -- parts, created on first use ---------------------------------------------------------
+    @property
+    def embed_model(self) -> Any:
+        """The bundled MiniLM embedding model (a llama-index BaseEmbedding)."""
+        if self._embed is None:
+            from assistant.embedding import MiniLMEmbedding
+
+            self._embed = MiniLMEmbedding(embed_batch_size=self.settings.embed_batch_size)
+        return self._embed
+
+    @property
+    def store(self) -> Any:
+        """The Chroma store of this corpus."""
+        if self._store is None:
+            from assistant.embedding import MODEL_NAME
+            from assistant.store import Store
+
+            self._store = Store(self.settings, MODEL_NAME)
+        return self._store
+
+    def _retriever_for_query(self) -> Any:
+        from assistant.retrieval import HybridRetriever
+
+        with self._lock:
+            fingerprint = self.store.fingerprint()
+            if self._retriever is None or fingerprint != self._fingerprint:
+                self._retriever = HybridRetriever(self.store, self.embed_model,
+                                                  self.settings.top_k)
+                self._fingerprint = fingerprint
+            return self._retriever
+
+    # -- public API ---------------------------------------------------------------------------
+    def ingest(self, rebuild: bool = False, progress: Any = None) -> IngestReport:
+        """Bring the store up to date with the corpus (only new or changed files are embedded)."""
+        from assistant.ingest import ingest
+
+        with self._lock:
+            report = ingest(self.settings, self.store, self.embed_model, rebuild=rebuild,
+                            progress=progress)
+            self._retriever = None
+            return report
+
+    def status(self) -> dict[str, Any]:
+        """Articles and chunks indexed, and the active answer backend."""
+        docs = self.store.stored_docs() if self.store.exists() else {}
+        return {
+            "articles": len(docs),
+            "chunks": sum(d.present for d in docs.values()),
+            "backend": "llm" if self.settings.llm_enabled else "extractive",
+            "store": str(self.settings.chroma_url or self.settings.store),
+            "collection": self.settings.collection_name,
+        }
+
+    def check_question(self, question: str) -> str:
+        """The cleaned question; raises AssistantError for empty or over-long input."""
+        if not isinstance(question, str):
+            raise AssistantError("the question must be text")
+        if len(question) > self.settings.max_question_chars:
+            raise AssistantError(
+                f"the question is too long ({len(question)} characters; the limit is "
+                f"{self.settings.max_question_chars})"
+            )
+        text = clean_text(question)
+        if not text:
+            raise AssistantError("the question is empty")
+        return text
+
+    def ask(self, question: str, context: str | None = None) -> Answer:
+        """Answer one question; ``context`` (earlier turns) only widens retrieval."""
+        started = time.perf_counter()
+        text = self.check_question(question)
+        answer = self._answer(text, context)
+        answer.question = text
+        answer.latency_ms = (time.perf_counter() - started) * 1000
+        return answer
+
+    def _answer(self, text: str, context: str | None) -> Answer:
+        q = analyze(text)
+        retriever = self._retriever_for_query()
+        query = f"{text} {context}" if context else text
+        vectors = self.embed_model.embed([text, query] if context else [text])
+        hits = retriever.retrieve(query, vectors[-1])
+        svecs = self._sentence_vectors(hits)
+        return self._answerer.answer(q, hits, vectors[0], svecs)
+
+    def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
+        from assistant.store import sentence_id
+
+        keys = {}
+        for h in hits:
+            sha = str(h.meta.get("sha256", ""))
+            for s, e in h.sentences:
+                keys[sentence_id(h.doc_id, sha, s, e)] = (h.doc_id, s, e)
+        found = self.store.sentence_vectors(list(keys))
+        return {keys[i]: np.asarray(v, dtype=np.float32) for i, v in found.items()}
+
+    def chat(self) -> Any:
+        """A new conversation (see :class:`assistant.chat.ChatSession`)."""
+        from assistant.chat import ChatSession
+
+        return ChatSession(self)

@@ -1,0 +1,216 @@
+"""Loading articles: files, decoding, header metadata, stable ids and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".md")
+MAX_FILE_BYTES = 64 * 1024 * 1024
+HEADER_KEYS = ("published", "date", "author", "by", "source", "updated", "byline")
+_HEADER_RE = re.compile(r"^\s*(?P<key>[A-Za-z]+)\s*:\s*(?P<value>.*\S)?\s*$")
+
+
+@dataclass
+class Article:
+    """One corpus file as text plus the metadata parsed from its header lines."""
+
+    doc_id: str
+    path: str
+    text: str
+    sha256: str
+    title: str
+    body_start: int
+    body_end: int
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> str:
+        """The article text without its title and header lines."""
+        return self.text[self.body_start : self.body_end]
+
+
+class SkippedFile(Exception):
+    """A corpus file that cannot be read as an article (the message says why)."""
+
+
+def read_text(path: Path | str) -> str:
+    """The file's text as the assistant reads it: citation offsets index into this string.
+
+    UTF-8 (a BOM is dropped), falling back to Windows-1252/Latin-1; line endings
+    normalised to ``\\n``.
+    """
+    data = Path(path).read_bytes()
+    return decode(data)
+
+
+def decode(data: bytes) -> str:
+    """Decode file bytes the way :func:`read_text` does; raises SkippedFile for binary data."""
+    if b"\x00" in data[:8192]:
+        raise SkippedFile("binary file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def content_hash(text: str) -> str:
+    """The sha256 of the decoded text: decides whether an article changed."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def doc_id_for(relpath: str) -> str:
+    """Stable id of an article: its path relative to the corpus, with ``/`` separators."""
+    return relpath.replace(os.sep, "/")
+
+
+def iter_corpus_files(corpus: Path) -> Iterator[Path]:
+    """Every ``.txt``/``.md`` file under ``corpus``, recursively, sorted, without following
+    directory symlink loops or hidden folders."""
+    seen_dirs: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(corpus, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add(key)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(SUFFIXES):
+                continue
+            yield Path(root) / name
+
+
+def load_article(corpus: Path, path: Path) -> Article:
+    """Read and parse one file; raises SkippedFile when it is not a usable article."""
+    rel = doc_id_for(os.path.relpath(path, corpus))
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SkippedFile(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        text = read_text(path)
+    except PermissionError:
+        raise SkippedFile("permission denied") from None
+    except FileNotFoundError:
+        raise SkippedFile("file vanished while reading") from None
+    except OSError as exc:
+        raise SkippedFile(exc.strerror or str(exc)) from None
+    if not text.strip():
+        raise SkippedFile("empty file")
+    if _looks_binary(text):
+        raise SkippedFile("binary file")
+    title, meta, body_start, body_end = parse_header(text)
+    if not title:
+        title = title_from_filename(path.name)
+    return Article(
+        doc_id=rel,
+        path=rel,
+        text=text,
+        sha256=content_hash(text),
+        title=title,
+        body_start=body_start,
+        body_end=body_end,
+        meta=meta,
+    )
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:4096]
+    bad = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\t\f\v")
+    return bad > max(8, len(sample) // 50)
+
+
+def title_from_filename(name: str) -> str:
+    """``melania-trump-letter.txt`` → ``Melania trump letter``."""
+    stem = Path(name).stem.replace("_", " ").replace("-", " ").strip()
+    return stem[:1].upper() + stem[1:] if stem else name
+
+
+def parse_header(text: str) -> tuple[str, dict[str, str], int, int]:
+    """Split off an optional title line, ``Key: value`` header lines and a trailing
+    ``Source:`` line.
+
+    Returns ``(title, meta, body_start, body_end)``; the body is ``text[body_start:body_end]``.
+    """
+    lines = _lines_with_offsets(text)
+    meta: dict[str, str] = {}
+    title = ""
+    i = 0
+    while i < len(lines) and not lines[i][0].strip():
+        i += 1
+    if i < len(lines):
+        first = lines[i][0].strip()
+        if _header_pair(first) is None and _is_title(first) and _has_more(lines, i + 1):
+            title = first.lstrip("#").strip()
+            i += 1
+    while i < len(lines):
+        line = lines[i][0]
+        if not line.strip():
+            i += 1
+            continue
+        pair = _header_pair(line)
+        if pair is None:
+            break
+        meta.setdefault(pair[0], pair[1])
+        i += 1
+    body_start = lines[i][1] if i < len(lines) else len(text)
+    j = len(lines) - 1
+    while j >= i and not lines[j][0].strip():
+        j -= 1
+    body_end = lines[j][1] + len(lines[j][0]) if j >= i else body_start
+    if j > i:
+        pair = _header_pair(lines[j][0])
+        if pair is not None and pair[0] == "source":
+            meta.setdefault("source", pair[1])
+            k = j - 1
+            while k >= i and not lines[k][0].strip():
+                k -= 1
+            body_end = lines[k][1] + len(lines[k][0])
+    return title, meta, body_start, max(body_start, body_end)
+
+
+def _lines_with_offsets(text: str) -> list[tuple[str, int]]:
+    out = []
+    pos = 0
+    for line in text.split("\n"):
+        out.append((line, pos))
+        pos += len(line) + 1
+    return out
+
+
+def _header_pair(line: str) -> tuple[str, str] | None:
+    m = _HEADER_RE.match(line)
+    if not m or m.group("key").lower() not in HEADER_KEYS:
+        return None
+    value = (m.group("value") or "").strip()
+    if len(value) > 200:
+        return None
+    return m.group("key").lower(), value
+
+
+def _is_title(line: str) -> bool:
+    if line.startswith("#"):
+        return True
+    if len(line) > 200 or (len(line.split()) < 2 and len(line) < 3):
+        return False
+    return not re.search(r"[.!?…][\"'”’)]*$", line)
+
+
+def _has_more(lines: list[tuple[str, int]], start: int) -> bool:
+    return any(line.strip() for line, _ in lines[start:])

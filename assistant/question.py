@@ -1,0 +1,144 @@
+"""Reading a question: its content terms and the kind of answer it expects."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+STOPWORDS = frozenset(
+    """a an the and or but if of at by for with about against between into through during
+    before after above below to from up down in out on off over under again further then
+    once here there all any both each few more most other some such no nor not only own
+    same so than too very s t can will just don should now is are was were be been being
+    have has had having do does did doing i me my myself we our ours ourselves you your
+    yours yourself he him his himself she her hers herself it its itself they them their
+    theirs themselves what which who whom whose this that these those am would could might
+    must shall may also as when where why how whats what's who's tell me please know say
+    said says according article articles corpus mention mentioned mentions state stated
+    states report reported text did does do get got give gave make made exactly actually
+    really one ones someone something anything thing things much many""".split()
+)
+
+# Expected answer types and the entity labels that satisfy them.
+TYPE_LABELS: dict[str, tuple[str, ...]] = {
+    "NUMBER": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT", "NUM"),
+    "MONEY": ("MONEY", "CARDINAL", "NUM"),
+    "PERCENT": ("PERCENT", "CARDINAL", "NUM"),
+    "DATE": ("DATE", "TIME"),
+    "DURATION": ("DATE", "TIME", "QUANTITY"),
+    "PLACE": ("GPE", "LOC", "FAC"),
+    "PERSON": ("PERSON", "ORG", "GPE_GROUP", "NORP"),
+    "ORG": ("ORG", "GPE_GROUP"),
+    "NAME": ("LAW", "WORK_OF_ART", "EVENT", "ORG", "PRODUCT", "TITLED"),
+}
+
+_TYPE_RULES: list[tuple[str, str]] = [
+    (r"\bhow much money\b|\bhow much did\b.*\b(cost|pay|spend)\b", "MONEY"),
+    (r"\bwhat percent(age)?\b|\bwhat share\b", "PERCENT"),
+    (r"\bhow (many|much)\b|\bwhat (number|amount)\b|\bnumber of\b", "NUMBER"),
+    (r"\bhow long\b", "DURATION"),
+    (r"\bhow old\b|\bwhat age\b", "NUMBER"),
+    (r"\bwhen\b|\b(what|which) (year|month|day|date|time|decade)\b|\bsince when\b", "DATE"),
+    (r"\bwhere\b|\b(what|which) (country|city|state|place|region|town|territor\w*)\b",
+     "PLACE"),
+    (r"\b(what|which) (organi[sz]ation|court|agency|body|institution|company|group)\b",
+     "ORG"),
+    (r"\b(what|which) (law|act|bill|legislation|initiative|campaign|program|programme|"
+     r"database|project|treaty|policy)\b|\bwhat is the name\b|\bcalled\b", "NAME"),
+    (r"^(who|whom)\b|\bwho (is|was) (the|a)\b|\b(who|whom)\b(?! (is|was|are|were) [A-Z])",
+     "PERSON"),
+]
+
+_WHO_IS_NAME = re.compile(r"^\s*(?i:who|what) (?i:is|was|are|were) [A-Z][\w’'-]+"
+                          r"(\s[A-Z][\w’'-]+)*\s*\??$")
+_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ0-9]+(?:[’'][A-Za-z]+)?(?:[.,][0-9]+)*")
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """The Snowball stem of a lower-cased word without possessive or thousands separators."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    w = w.replace(",", "")
+    return _stemmer().stemWord(w)
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters and collapse whitespace."""
+    text = "".join(
+        ch if unicodedata.category(ch)[0] != "C" else " " for ch in text
+    )
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@dataclass
+class Term:
+    """A content word of the question."""
+
+    word: str
+    stem: str
+    weight: float
+    proper: bool = False
+
+
+@dataclass
+class Question:
+    """A cleaned question, its content terms and its expected answer type."""
+
+    text: str
+    terms: list[Term] = field(default_factory=list)
+    answer_type: str | None = None
+
+    @property
+    def stems(self) -> set[str]:
+        """The stems of the content terms."""
+        return {t.stem for t in self.terms}
+
+
+def words(text: str) -> list[tuple[str, int, int]]:
+    """Word tokens of ``text`` with their offsets."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def analyze(text: str) -> Question:
+    """Content terms (stemmed, weighted) and the expected answer type of a question."""
+    text = clean_text(text)
+    terms: list[Term] = []
+    seen: set[str] = set()
+    for i, (w, _s, _e) in enumerate(words(text)):
+        low = w.lower().replace("’", "'")
+        if low in STOPWORDS or (len(low) < 2 and not low.isdigit()):
+            continue
+        st = stem(w)
+        if st in seen:
+            continue
+        seen.add(st)
+        proper = (w[0].isupper() and i > 0) or (w.isupper() and len(w) > 1)
+        weight = 1.0
+        if proper:
+            weight = 1.5
+        if any(ch.isdigit() for ch in w):
+            weight = 1.5
+        terms.append(Term(w, st, weight, proper))
+    return Question(text=text, terms=terms, answer_type=answer_type(text))
+
+
+def answer_type(text: str) -> str | None:
+    """The kind of short answer a question asks for, or None for open questions."""
+    low = text.lower()
+    # "Who is Maria Lvova-Belova?" asks for a description, not a name.
+    if _WHO_IS_NAME.match(text):
+        return None
+    for pattern, kind in _TYPE_RULES:
+        if re.search(pattern, low if kind != "PERSON" else text.lower()):
+            return kind
+    return None

@@ -1,0 +1,56 @@
+"""Shared fixtures: isolated environment, the real article, one embedding model per run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE = ROOT / "corpus" / "melania-trump-putin-letter-children.txt"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ASSISTANT_* setting of the developer's shell leaks into a test."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def embed_model():
+    """The bundled embedding model, loaded once."""
+    from assistant.embedding import MiniLMEmbedding
+
+    return MiniLMEmbedding()
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A corpus holding the real article."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def article_bot(tmp_path_factory: pytest.TempPathFactory, embed_model):
+    """An Assistant over the real article, ingested once for the session."""
+    from assistant.core import Assistant
+
+    base = tmp_path_factory.mktemp("article")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    bot = Assistant(corpus=corpus, store=base / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    return bot
