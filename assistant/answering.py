@@ -4,12 +4,13 @@ or abstain when the retrieved passages do not support an answer."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from assistant.entities import Entity, EntityTagger
-from assistant.question import TYPE_LABELS, Question, stem, words
+from assistant.question import STOPWORDS, TYPE_LABELS, Question, Term, stem, words
 from assistant.retrieval import Hit
 from assistant.types import Answer, Citation, Passage
 
@@ -48,7 +49,11 @@ class Weights:
     rank: float = 0.10
     type_hit: float = 0.20
     type_miss: float = 0.15
-    extend_gain: float = 0.2
+    extend_gain: float = 0.12
+    rescore: int = 6
+
+
+WordVectors = Callable[[list[str]], dict[str, np.ndarray]]
 
 
 def match_strength(term: str, stems: set[str]) -> float:
@@ -72,18 +77,72 @@ def coverage(question: Question, stems: set[str]) -> float:
 
 
 def sentence_stems(text: str) -> set[str]:
-    """Stems of every word of a sentence."""
-    return {stem(w) for w, _, _ in words(text)}
+    """Stems of every word of a sentence, plus the initials of capitalised runs
+    ("International Criminal Court" → "icc") and dotted acronyms ("U.S." → "us")."""
+    found = {stem(w) for w, _, _ in words(text)}
+    for m in re.finditer(r"\b(?:[A-Z]\.){2,}", text):
+        found.add(m.group().replace(".", "").lower())
+    for m in re.finditer(r"\b[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+", text):
+        initials = "".join(w[0] for w in m.group().split() if w[0].isupper())
+        found.add(initials.lower())
+    return found
+
+
+class SoftMatcher:
+    """Matches question terms to sentence words by meaning when their stems differ
+    ("kids" ~ "children", "start" ~ "began"), with word vectors of the embedding model."""
+
+    def __init__(self, vectors: WordVectors | None, strong: float = 0.7, weak: float = 0.55
+                 ) -> None:
+        self.vectors = vectors
+        self.strong = strong
+        self.weak = weak
+
+    def strengths(self, question: Question, text: str, stems: set[str]) -> list[float]:
+        """Match strength of each question term in ``text`` (0, 0.6, 0.7, 0.9 or 1)."""
+        out = [match_strength(t.stem, stems) for t in question.terms]
+        todo = [i for i, v in enumerate(out)
+                if v < 0.7 and _softenable(question.terms[i]) and not question.terms[i].proper]
+        if not stems:  # matching a lone term against a list of words
+            todo = [i for i, t in enumerate(question.terms) if _softenable(t)]
+        if not todo or self.vectors is None:
+            return out
+        cand = sorted({w.lower() for w, _, _ in words(text)
+                       if w.lower() not in STOPWORDS and len(w) > 2 and not w.isdigit()})
+        if not cand:
+            return out
+        vecs = self.vectors(cand + [question.terms[i].word.lower() for i in todo])
+        matrix = np.stack([vecs[w] for w in cand])
+        for i in todo:
+            best = float((matrix @ vecs[question.terms[i].word.lower()]).max())
+            if best >= self.strong:
+                out[i] = max(out[i], 0.9)
+            elif best >= self.weak:
+                out[i] = max(out[i], 0.6)
+        return out
+
+
+def _softenable(term: Term) -> bool:
+    return not any(ch.isdigit() for ch in term.word)
+
+
+def weighted(question: Question, strengths: list[float]) -> float:
+    """Weighted coverage from per-term strengths."""
+    total = sum(t.weight for t in question.terms)
+    return sum(t.weight * v for t, v in zip(question.terms, strengths, strict=True)) / total \
+        if total else 0.0
 
 
 class ExtractiveAnswerer:
     """Picks the answering sentence among the sentences of the retrieved chunks."""
 
     def __init__(self, tagger: EntityTagger, min_score: float = 0.42,
-                 weights: Weights | None = None) -> None:
+                 weights: Weights | None = None, word_vectors: WordVectors | None = None
+                 ) -> None:
         self.tagger = tagger
         self.min_score = min_score
         self.weights = weights or Weights()
+        self.soft = SoftMatcher(word_vectors)
 
     def candidates(self, hits: list[Hit]) -> list[Candidate]:
         """Every distinct sentence of the hits, in reading order per article."""
@@ -129,18 +188,46 @@ class ExtractiveAnswerer:
             )
             if labels:
                 c.score += w.type_hit if c.typed else -w.type_miss
+        # Second pass on the front runners: coverage by meaning, not only by stem.
+        for c in sorted(cands, key=lambda c: c.score, reverse=True)[: w.rescore]:
+            soft = weighted(question, self.soft.strengths(question, c.text, c.stems))
+            if soft > c.cover:
+                c.score += w.cover * (soft - c.cover)
+                c.cover = soft
 
-    def evidence(self, question: Question, chosen: list[Candidate]) -> float:
-        """How well the chosen sentences support an answer, in [0, 1]."""
+    def evidence(self, question: Question, chosen: list[Candidate],
+                 context: str) -> float:
+        """How well the chosen sentences support an answer, in [0, 1] (below 0: never).
+
+        Common words must be matched in the chosen sentences (by stem or meaning); names
+        may be matched anywhere in the retrieved passages of the same article (a later
+        sentence says "she" for "Melania Trump"). A number or year of the question that
+        the chosen sentences lack, or a name no retrieved passage contains, rules the
+        answer out.
+        """
+        text = " ".join(c.text for c in chosen)
         stems: set[str] = set().union(*(c.stems for c in chosen))
-        cover = coverage(question, stems)
+        strengths = self.soft.strengths(question, text, stems)
+        context_stems = sentence_stems(context)
+        names = " ".join(sorted({w for w, _, _ in words(context) if w[:1].isupper()}))
+        main = max(chosen, key=lambda c: c.score)
+        for i, t in enumerate(question.terms):
+            if t.proper and strengths[i] < 1.0:
+                strengths[i] = max(strengths[i], match_strength(t.stem, context_stems))
+                if strengths[i] == 0.0 and t.weight > 1.0:
+                    # "the Kremlin" for Moscow: a name may still match a name by meaning.
+                    one = Question(question.text, [Term(t.word, t.stem, 1.0)])
+                    near = self.soft.strengths(one, names, set())[0]
+                    if near < 0.6:
+                        return -1.0
+                    strengths[i] = 0.6
+            if any(ch.isdigit() for ch in t.word) and match_strength(t.stem, main.stems) == 0:
+                return -1.0
+        cover = weighted(question, strengths)
         dense = max(c.dense for c in chosen)
         value = 0.6 * cover + 0.4 * max(dense, 0.0)
         if question.answer_type and not any(c.typed for c in chosen):
             value -= 0.2
-        missing = [t for t in question.terms if t.proper and match_strength(t.stem, stems) == 0]
-        if missing:
-            value -= 0.1 * len(missing)
         return value
 
     def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
@@ -154,7 +241,8 @@ class ExtractiveAnswerer:
         self.score(question, cands, qvec, svecs)
         best = max(cands, key=lambda c: c.score)
         chosen = self._window(question, cands, best)
-        support = self.evidence(question, chosen)
+        context = " ".join(h.text for h in hits if h.doc_id == best.doc_id)
+        support = self.evidence(question, chosen, context)
         if support < self.min_score:
             return _abstain(question, passages, retrieved)
         short = self._short_answer(question, chosen, best)
@@ -205,7 +293,8 @@ class ExtractiveAnswerer:
                 dist = min((abs(e.start - a) for a in anchors), default=0)
                 # "…,” Mrs. Trump said": the speaker rarely answers unless asked who said it.
                 speaker = not about_speech and _is_speaker(c.text, e)
-                return (speaker, dist // 40, labels.index(e.label), dist, e.start)
+                overlap = bool({stem(w) for w, _, _ in words(e.text)} & question.stems)
+                return (speaker, overlap, dist // 40, labels.index(e.label), dist, e.start)
 
             ent = min(c.typed, key=rank)
             return _clean_span(ent.text)

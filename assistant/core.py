@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ class Assistant:
         self._retriever: Any = None
         self._fingerprint: str | None = None
         self._tagger = EntityTagger()
-        self._answerer = ExtractiveAnswerer(self._tagger, min_score=self.settings.min_score)
+        self._answerer = ExtractiveAnswerer(self._tagger, min_score=self.settings.min_score,
+                                            word_vectors=self._word_vectors)
+        self._words: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.RLock()
 
     # -- parts, created on first use ---------------------------------------------------------
@@ -137,6 +140,17 @@ class Assistant:
                 keys[sentence_id(h.doc_id, sha, s, e)] = (h.doc_id, s, e)
         found = self.store.sentence_vectors(list(keys))
         return {keys[i]: np.asarray(v, dtype=np.float32) for i, v in found.items()}
+
+    def _word_vectors(self, words: list[str], cache_size: int = 50_000
+                      ) -> dict[str, np.ndarray]:
+        """Vectors of single words, cached: the answer layer matches words by meaning."""
+        missing = [w for w in dict.fromkeys(words) if w not in self._words]
+        if missing:
+            for w, v in zip(missing, self.embed_model.embed(missing), strict=True):
+                self._words[w] = v
+            while len(self._words) > cache_size:
+                self._words.popitem(last=False)
+        return {w: self._words[w] for w in words}
 
     def chat(self) -> Any:
         """A new conversation (see :class:`assistant.chat.ChatSession`)."""

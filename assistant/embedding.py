@@ -61,7 +61,7 @@ class MiniLMEmbedding(BaseEmbedding):
         return "MiniLMEmbedding"
 
     def count_tokens(self, text: str) -> int:
-        """Word pieces the model would read (before truncation)."""
+        """Word pieces the model reads of ``text`` (at most 256: the rest is cut off)."""
         return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:

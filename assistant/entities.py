@@ -26,6 +26,9 @@ _TITLED = re.compile(
     r"\b(?:[A-Z][\w’'-]*|[A-Z]{2,})(?:\s+(?:of|the|and|for|on|in|it|It|[A-Z][\w’'-]*|"
     r"[A-Z]{2,}))*\s+(?:[A-Z][\w’'-]*|[A-Z]{2,})\b"
 )
+_YEAR = re.compile(r"(?:1[89]|20)\d\d")
+_AGE = re.compile(r"\b(?:\d+|[a-z]+)[- ](?:years?|months?)[- ]old\b|\baged? \d+\b",
+                  re.IGNORECASE)
 _GROUP_NOUNS = (
     "government|authorities|officials|court|police|military|army|forces|ministry|embassy|"
     "parliament|congress|senate|administration|officers|prosecutors"
@@ -86,6 +89,8 @@ def _entities(text: str, doc: Any) -> list[Entity]:
     if doc is not None:
         for ent in doc.ents:
             s, e, label = ent.start_char, ent.end_char, ent.label_
+            if label == "CARDINAL" and _YEAR.fullmatch(ent.text):
+                label = "DATE"  # "in 2023" is a year, not a count
             if label in ("GPE", "NORP"):
                 m = _GROUP.match(text, e)
                 if m:  # "the U.S. government", "Russian authorities"
@@ -95,7 +100,12 @@ def _entities(text: str, doc: Any) -> list[Entity]:
                     label = "GPE_GROUP"
             found.append(Entity(text[s:e], label, s, e))
     for m in _NUMBER.finditer(text):
-        found.append(Entity(m.group(), "NUM", m.start(), m.end()))
+        if _YEAR.fullmatch(m.group()):
+            found.append(Entity(m.group(), "DATE", m.start(), m.end()))
+        else:
+            found.append(Entity(m.group(), "NUM", m.start(), m.end()))
+    for m in _AGE.finditer(text):
+        found.append(Entity(m.group(), "AGE", m.start(), m.end()))
     for m in _TITLED.finditer(text):
         s = m.start()
         if text[max(0, s - 4) : s].lower() == "the ":

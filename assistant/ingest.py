@@ -36,14 +36,18 @@ def corpus_fingerprint(docs: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def scan(corpus: Path, report: IngestReport) -> list[Article]:
-    """Every readable article; unreadable or duplicate files are recorded as skipped."""
+def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = None
+         ) -> list[Article]:
+    """Every readable article; unreadable or duplicate files are recorded as skipped.
+
+    Of files with identical content, the one already stored is kept (else the first).
+    """
     if not corpus.exists():
         raise AssistantError(f"corpus directory not found: {corpus}")
     if not corpus.is_dir():
         raise AssistantError(f"corpus is not a directory: {corpus}")
-    articles: list[Article] = []
-    by_hash: dict[str, str] = {}
+    stored = stored or {}
+    loaded: list[Article] = []
     for path in iter_corpus_files(corpus):
         try:
             article = load_article(corpus, path)
@@ -52,13 +56,17 @@ def scan(corpus: Path, report: IngestReport) -> list[Article]:
             report.skipped.append((rel, str(exc)))
             log.warning("skipped %s: %s", rel, exc)
             continue
-        first = by_hash.get(article.sha256)
-        if first is not None:
-            report.skipped.append((article.path, f"same content as {first}"))
-            log.warning("skipped %s: same content as %s", article.path, first)
-            continue
-        by_hash[article.sha256] = article.path
-        articles.append(article)
+        loaded.append(article)
+    keeper: dict[str, str] = {}
+    for a in sorted(loaded, key=lambda a: (a.doc_id not in stored, a.doc_id)):
+        keeper.setdefault(a.sha256, a.doc_id)
+    articles = []
+    for a in loaded:
+        if keeper[a.sha256] == a.doc_id:
+            articles.append(a)
+        else:
+            report.skipped.append((a.path, f"same content as {keeper[a.sha256]}"))
+            log.warning("skipped %s: same content as %s", a.path, keeper[a.sha256])
     return articles
 
 
@@ -68,12 +76,17 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
     started = time.perf_counter()
     report = IngestReport()
     with ingest_lock(settings.store, settings.lock_timeout):
-        articles = scan(settings.corpus, report)
         if rebuild:
+            # Scan first: a bad corpus must not cost the store.
+            articles = scan(settings.corpus, report)
             store.drop()
-        stored = store.stored_docs()
+            stored = {}
+        else:
+            stored = store.stored_docs()
+            articles = scan(settings.corpus, report, stored)
         current = {a.doc_id for a in articles}
-        skipped_ids = {p for p, _ in report.skipped}
+        # Unreadable files keep what the store has of them; duplicates do not.
+        skipped_ids = {p for p, why in report.skipped if not why.startswith("same content")}
         todo: list[Article] = []
         for article in articles:
             have = stored.get(article.doc_id)
@@ -127,7 +140,8 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     plans = []
     texts: list[str] = []
     for a in group:
-        chunks = chunk_article(a.text, a.body_start, a.body_end, settings.chunk_tokens,
+        # From the body to the end of the file: a closing "Source:" line is citable too.
+        chunks = chunk_article(a.text, a.body_start, len(a.text), settings.chunk_tokens,
                                settings.chunk_overlap_tokens)
         sentences = sorted({s for c in chunks for s in c.sentences})
         prefix = f"{a.title}\n\n" if a.title else ""

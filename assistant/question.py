@@ -26,6 +26,7 @@ TYPE_LABELS: dict[str, tuple[str, ...]] = {
     "NUMBER": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT", "NUM"),
     "MONEY": ("MONEY", "CARDINAL", "NUM"),
     "PERCENT": ("PERCENT", "CARDINAL", "NUM"),
+    "AGE": ("AGE",),
     "DATE": ("DATE", "TIME"),
     "DURATION": ("DATE", "TIME", "QUANTITY"),
     "PLACE": ("GPE", "LOC", "FAC"),
@@ -34,23 +35,34 @@ TYPE_LABELS: dict[str, tuple[str, ...]] = {
     "NAME": ("LAW", "WORK_OF_ART", "EVENT", "ORG", "PRODUCT", "TITLED"),
 }
 
+_MOD = r"(?:\s+[\w’'-]+){0,2}?"
+_WHAT = r"\b(?:what(?:'s|s)?|which)"
+# Each rule: a wh-expression and the answer type it asks for. The expression that
+# comes first in the question decides ("where was he when…" asks for a place).
 _TYPE_RULES: list[tuple[str, str]] = [
-    (r"\bhow much money\b|\bhow much did\b.*\b(cost|pay|spend)\b", "MONEY"),
-    (r"\bwhat percent(age)?\b|\bwhat share\b", "PERCENT"),
-    (r"\bhow (many|much)\b|\bwhat (number|amount)\b|\bnumber of\b", "NUMBER"),
+    (r"\bhow much money\b", "MONEY"),
+    (r"\bwhat percent(?:age)?\b|\bwhat share\b", "PERCENT"),
+    (r"\bhow old\b|\bwhat age\b|\bat what age\b", "AGE"),
+    (r"\bhow (?:many|much)\b|\bwhat (?:number|amount)\b", "NUMBER"),
     (r"\bhow long\b", "DURATION"),
-    (r"\bhow old\b|\bwhat age\b", "NUMBER"),
-    (r"\bwhen\b|\b(what|which) (year|month|day|date|time|decade)\b|\bsince when\b", "DATE"),
-    (r"\bwhere\b|\b(what|which) (country|city|state|place|region|town|territor\w*)\b",
-     "PLACE"),
-    (r"\b(what|which) (organi[sz]ation|court|agency|body|institution|company|group)\b",
-     "ORG"),
-    (r"\b(what|which) (law|act|bill|legislation|initiative|campaign|program|programme|"
-     r"database|project|treaty|policy)\b|\bwhat is the name\b|\bcalled\b", "NAME"),
-    (r"^(who|whom)\b|\bwho (is|was) (the|a)\b|\b(who|whom)\b(?! (is|was|are|were) [A-Z])",
-     "PERSON"),
+    (r"\bwhen\b|\b(?:what|which)" + _MOD + r"\s+(?:year|month|day|date|time|decade|week)s?\b"
+     r"|\bsince when\b", "DATE"),
+    (r"\bwhere\b|\b(?:what|which)" + _MOD + r"\s+(?:country|countries|city|cities|state|"
+     r"place|region|town|territory|territories|continent|location)\b", "PLACE"),
+    (_WHAT + _MOD + r"\s+(?:organi[sz]ation|court|tribunal|agency|body|"
+     r"institution|company|group|newspaper|network)s?\b", "ORG"),
+    (_WHAT + _MOD + r"\s+(?:law|act|bill|legislation|initiative|campaign|"
+     r"program|programme|database|project|treaty|policy)\b|\bwhat is the name\b"
+     r"|\bwhat(?:'s| is)? (?:it|the \w+) called\b", "NAME"),
+    (r"\b(?:who|whom)\b", "PERSON"),
+    (r"\b(?:what|which|why|how)\b", ""),
 ]
-
+_SPEAKER_CLAUSE = re.compile(
+    r"\b(?:according to|as told by|in the words of)\s+(?:the\s+)?(?:[\w’'.-]+\s*){1,3}"
+    r"|\b(?:did|does|do)\s+(?:mrs?\.?\s+|ms\.?\s+|the\s+)?[\w’'.-]+(?:\s+[A-Z][\w’'-]+)?"
+    r"\s+(?:say|claim|tell|write)\b",
+    re.IGNORECASE,
+)
 _WHO_IS_NAME = re.compile(r"^\s*(?i:who|what) (?i:is|was|are|were) [A-Z][\w’'-]+"
                           r"(\s[A-Z][\w’'-]+)*\s*\??$")
 _WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ0-9]+(?:[’'][A-Za-z]+)?(?:[.,][0-9]+)*")
@@ -110,11 +122,16 @@ def words(text: str) -> list[tuple[str, int, int]]:
 
 
 def analyze(text: str) -> Question:
-    """Content terms (stemmed, weighted) and the expected answer type of a question."""
+    """Content terms (stemmed, weighted) and the expected answer type of a question.
+
+    Names and numbers weigh more; words that only name the speaker ("according to
+    Mrs. Trump") weigh less, since the speaker often sits in a neighbouring sentence.
+    """
     text = clean_text(text)
+    speaker_spans = [(m.start(), m.end()) for m in _SPEAKER_CLAUSE.finditer(text)]
     terms: list[Term] = []
     seen: set[str] = set()
-    for i, (w, _s, _e) in enumerate(words(text)):
+    for i, (w, s, _e) in enumerate(words(text)):
         low = w.lower().replace("’", "'")
         if low in STOPWORDS or (len(low) < 2 and not low.isdigit()):
             continue
@@ -123,22 +140,22 @@ def analyze(text: str) -> Question:
             continue
         seen.add(st)
         proper = (w[0].isupper() and i > 0) or (w.isupper() and len(w) > 1)
-        weight = 1.0
-        if proper:
-            weight = 1.5
-        if any(ch.isdigit() for ch in w):
-            weight = 1.5
+        weight = 1.5 if proper or any(ch.isdigit() for ch in w) else 1.0
+        if any(a <= s < b for a, b in speaker_spans):
+            weight = 0.4
         terms.append(Term(w, st, weight, proper))
     return Question(text=text, terms=terms, answer_type=answer_type(text))
 
 
 def answer_type(text: str) -> str | None:
     """The kind of short answer a question asks for, or None for open questions."""
-    low = text.lower()
     # "Who is Maria Lvova-Belova?" asks for a description, not a name.
     if _WHO_IS_NAME.match(text):
         return None
+    low = text.lower()
+    first: tuple[int, str] | None = None
     for pattern, kind in _TYPE_RULES:
-        if re.search(pattern, low if kind != "PERSON" else text.lower()):
-            return kind
-    return None
+        m = re.search(pattern, low)
+        if m and (first is None or m.start() < first[0]):
+            first = (m.start(), kind)
+    return first[1] or None if first else None

@@ -1,0 +1,66 @@
+"""The answer layer: question reading, sentence choice, short answers, abstention."""
+
+import pytest
+
+from assistant.corpus import read_text
+from assistant.question import analyze, answer_type
+from tests.conftest import ARTICLE
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many children were reunited?", "NUMBER"),
+        ("When was the letter delivered?", "DATE"),
+        ("In which year did the initiative begin?", "DATE"),
+        ("Where did Putin get the letter?", "PLACE"),
+        ("Who issued the arrest warrants?", "PERSON"),
+        ("What law did she champion?", "NAME"),
+        ("Who is Maria Lvova-Belova?", None),
+        ("Why were the children displaced?", None),
+    ],
+)
+def test_expected_answer_type(question: str, kind: str | None) -> None:
+    assert answer_type(question) == kind
+
+
+def test_content_terms_drop_stopwords_and_stem() -> None:
+    q = analyze("How many children were reunited with their families?")
+    assert [t.stem for t in q.terms] == ["children", "reunit", "famili"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("question", "short", "in_quote"),
+    [
+        ("How many children were reunited with their families in the past 24 hours?",
+         "Eight", "Eight children have been rejoined"),
+        ("Who confirmed the facts?", "The U.S. government", "has confirmed the facts"),
+        ("Where was the letter handed to Putin?", "Alaska", "hand-delivered"),
+        ("What law did she champion?", "the Take It Down Act", "revenge porn"),
+    ],
+)
+def test_article_answers(article_bot, question: str, short: str, in_quote: str) -> None:
+    answer = article_bot.ask(question)
+    assert not answer.abstained
+    assert answer.short_answer == short
+    text = read_text(ARTICLE)
+    assert any(in_quote in c.quote for c in answer.citations)
+    for c in answer.citations:
+        assert c.quote == text[c.start : c.end]
+        assert f"[{c.n}]" in answer.text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of Australia?", "Who won the 2018 football World Cup?",
+     "What is the recipe for banana bread?"],
+)
+def test_off_topic_questions_abstain(article_bot, question: str) -> None:
+    answer = article_bot.ask(question)
+    assert answer.abstained
+    assert answer.citations == []
+    assert answer.short_answer is None
+    assert "do not answer" in answer.text
+    assert answer.passages, "an abstention still shows the closest passages"
