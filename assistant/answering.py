@@ -32,6 +32,7 @@ class Candidate:
     chunk_score: float
     order: int = 0
     stems: set[str] = field(default_factory=set)
+    chunk_stems: set[str] = field(default_factory=set)
     dense: float = 0.0
     cover: float = 0.0
     cover_ctx: float = 0.0
@@ -148,6 +149,7 @@ class ExtractiveAnswerer:
         """Every distinct sentence of the hits, in reading order per article."""
         seen: dict[tuple[str, int, int], Candidate] = {}
         for rank, hit in enumerate(hits):
+            chunk_stems = sentence_stems(hit.text)
             for s, e in hit.sentences:
                 key = (hit.doc_id, s, e)
                 if key in seen:
@@ -157,6 +159,7 @@ class ExtractiveAnswerer:
                     doc_id=hit.doc_id, path=str(hit.meta.get("path", hit.doc_id)),
                     title=str(hit.meta.get("title", "")), start=s, end=e, text=text,
                     rank=rank, chunk_score=hit.score, stems=sentence_stems(text),
+                    chunk_stems=chunk_stems,
                 )
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
         for i, c in enumerate(cands):
@@ -175,7 +178,7 @@ class ExtractiveAnswerer:
         for i, c in enumerate(cands):
             vec = svecs.get((c.doc_id, c.start, c.end))
             c.dense = float(np.dot(qvec, vec)) if vec is not None else 0.0
-            c.cover = coverage(question, c.stems)
+            c.cover = self._cover(question, c)
             ctx = set(c.stems)
             for j in (i - 1, i + 1):
                 if 0 <= j < len(cands) and _adjacent(cands[i], cands[j]):
@@ -194,6 +197,18 @@ class ExtractiveAnswerer:
             if soft > c.cover:
                 c.score += w.cover * (soft - c.cover)
                 c.cover = soft
+
+    @staticmethod
+    def _cover(question: Question, c: Candidate) -> float:
+        """Coverage of the question by a sentence; a name the sentence lacks counts
+        partly when its passage has it (the sentence says "she" for "Melania Trump")."""
+        strengths = []
+        for t in question.terms:
+            v = match_strength(t.stem, c.stems)
+            if v == 0 and t.proper:
+                v = 0.7 * match_strength(t.stem, c.chunk_stems)
+            strengths.append(v)
+        return weighted(question, strengths)
 
     def evidence(self, question: Question, chosen: list[Candidate],
                  context: str) -> float:
@@ -221,7 +236,8 @@ class ExtractiveAnswerer:
                     if near < 0.6:
                         return -1.0
                     strengths[i] = 0.6
-            if any(ch.isdigit() for ch in t.word) and match_strength(t.stem, main.stems) == 0:
+            if (any(ch.isdigit() for ch in t.word) and t.weight > 1.0
+                    and match_strength(t.stem, main.stems) == 0):
                 return -1.0
         cover = weighted(question, strengths)
         dense = max(c.dense for c in chosen)

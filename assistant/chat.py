@@ -1,13 +1,37 @@
-"""A conversation: questions answered in the context of the earlier turns."""
+"""A conversation: follow-up questions are answered in the context of earlier turns.
+
+A follow-up ("where had some of them been taken?", "and in 2023?", "who vouched for
+that?") leans on the previous turn: its words join the query and, with a lower weight, the
+terms the answer must cover. A question that stands on its own is answered on its own, so
+an old topic never overrides a new one.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from assistant.question import analyze
 from assistant.types import Answer
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
+
+_ANAPHORA = re.compile(
+    r"\b(he|she|they|them|it|its|his|her|hers|their|theirs|this|that|these|those|there|"
+    r"him|the same|such|one|ones|else|also|too|instead)\b",
+    re.IGNORECASE,
+)
+_ELLIPSIS = re.compile(r"^\s*(and|but|so|or|what about|how about|and what|then)\b",
+                       re.IGNORECASE)
+
+
+def is_follow_up(message: str) -> bool:
+    """True when a message leans on the conversation: pronouns, a leading "and …",
+    or too few words of its own."""
+    if _ELLIPSIS.match(message) or _ANAPHORA.search(message):
+        return True
+    return len(analyze(message).terms) < 2
 
 
 class ChatSession:
@@ -16,13 +40,26 @@ class ChatSession:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.history: list[tuple[str, Answer]] = []
+        self._topics: list[str] = []  # each turn's question with its inherited context
+
+    def context(self, message: str) -> str | None:
+        """The earlier turn a follow-up leans on, as text (None for a new topic)."""
+        if not self.history or not is_follow_up(message):
+            return None
+        return self._topics[-1]
 
     def send(self, message: str) -> Answer:
         """Answer ``message`` and remember the turn."""
-        answer = self.assistant.ask(message)
+        context = self.context(message)
+        answer = self.assistant.ask(message, context=context)
+        topic = message if context is None else f"{context} {message}"
+        if not answer.abstained and answer.citations:
+            topic = f"{topic} {answer.short_answer or ''}".strip()
+        self._topics.append(" ".join(topic.split()[-60:]))
         self.history.append((message, answer))
         return answer
 
     def reset(self) -> None:
         """Forget the conversation."""
         self.history.clear()
+        self._topics.clear()

@@ -3,6 +3,7 @@ answer layer. The CLI, the page and the evals all go through it."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +17,9 @@ from assistant.entities import EntityTagger
 from assistant.question import analyze, clean_text
 from assistant.settings import AssistantError, Settings
 from assistant.types import Answer, IngestReport
+
+
+_WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 
 
 class Assistant:
@@ -113,7 +117,7 @@ class Assistant:
         return text
 
     def ask(self, question: str, context: str | None = None) -> Answer:
-        """Answer one question; ``context`` (earlier turns) only widens retrieval."""
+        """Answer one question; ``context`` is the earlier turn a follow-up leans on."""
         started = time.perf_counter()
         text = self.check_question(question)
         answer = self._answer(text, context)
@@ -123,6 +127,17 @@ class Assistant:
 
     def _answer(self, text: str, context: str | None) -> Answer:
         q = analyze(text)
+        if context:
+            # Earlier words count, at half weight; an elliptical "and in 2023?" keeps the
+            # kind of answer the earlier question asked for.
+            earlier = analyze(context)
+            own = q.stems
+            for t in earlier.terms:
+                if t.stem not in own:
+                    t.weight *= 0.5
+                    q.terms.append(t)
+            if q.answer_type is None and not _WH.search(text):
+                q.answer_type = earlier.answer_type
         retriever = self._retriever_for_query()
         query = f"{text} {context}" if context else text
         vectors = self.embed_model.embed([text, query] if context else [text])

@@ -1,0 +1,42 @@
+"""Conversations: follow-ups lean on the earlier turn, new topics stand alone."""
+
+import pytest
+
+from assistant.chat import is_follow_up
+
+
+@pytest.mark.parametrize(
+    ("message", "follow"),
+    [
+        ("where had some of them been taken?", True),
+        ("and in 2023?", True),
+        ("who vouched for that?", True),
+        ("What does it ban?", True),
+        ("What is the capital of Australia?", False),
+        ("Which court issued arrest warrants for Putin?", False),
+    ],
+)
+def test_is_follow_up(message: str, follow: bool) -> None:
+    assert is_follow_up(message) is follow
+
+
+@pytest.mark.e2e
+def test_follow_up_uses_the_earlier_turn(article_bot) -> None:  # noqa: ANN001
+    chat = article_bot.chat()
+    first = chat.send("Which court issued arrest warrants for Putin?")
+    assert first.short_answer == "the International Criminal Court"
+    second = chat.send("In which year did it do that?")
+    assert second.short_answer == "2023"
+    # Alone, the follow-up has nothing to go on.
+    assert article_bot.ask("In which year did it do that?").short_answer != "2023"
+
+
+@pytest.mark.e2e
+def test_new_topic_is_not_dragged_by_the_old_one(article_bot) -> None:  # noqa: ANN001
+    chat = article_bot.chat()
+    chat.send("How many children were reunited in the past 24 hours?")
+    answer = chat.send("What is the capital of Australia?")
+    assert answer.abstained
+    assert len(chat.history) == 2
+    chat.reset()
+    assert chat.history == []
