@@ -18,7 +18,6 @@ from assistant.question import analyze, clean_text
 from assistant.settings import AssistantError, Settings
 from assistant.types import Answer, IngestReport
 
-
 _WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 
 

@@ -21,7 +21,7 @@ def test_is_follow_up(message: str, follow: bool) -> None:
 
 
 @pytest.mark.e2e
-def test_follow_up_uses_the_earlier_turn(article_bot) -> None:  # noqa: ANN001
+def test_follow_up_uses_the_earlier_turn(article_bot) -> None:
     chat = article_bot.chat()
     first = chat.send("Which court issued arrest warrants for Putin?")
     assert first.short_answer == "the International Criminal Court"
@@ -32,7 +32,7 @@ def test_follow_up_uses_the_earlier_turn(article_bot) -> None:  # noqa: ANN001
 
 
 @pytest.mark.e2e
-def test_new_topic_is_not_dragged_by_the_old_one(article_bot) -> None:  # noqa: ANN001
+def test_new_topic_is_not_dragged_by_the_old_one(article_bot) -> None:
     chat = article_bot.chat()
     chat.send("How many children were reunited in the past 24 hours?")
     answer = chat.send("What is the capital of Australia?")
