@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,20 @@ class Assistant:
             raise AssistantError("the question is empty")
         return text
 
-    def ask(self, question: str, context: str | None = None) -> Answer:
-        """Answer one question; ``context`` is the earlier turn a follow-up leans on."""
+    def ask(self, question: str, context: str | None = None,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer one question.
+
+        ``context`` is the earlier turn a follow-up leans on. ``on_token`` receives the
+        answer text piece by piece as it is produced (a generative backend streams tokens).
+        """
         started = time.perf_counter()
         text = self.check_question(question)
         answer = self._answer(text, context)
+        if self.settings.llm_enabled:
+            answer = self._generate(text, answer, on_token)
+        elif on_token is not None:
+            on_token(answer.text)
         answer.question = text
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
@@ -143,6 +153,13 @@ class Assistant:
         hits = retriever.retrieve(query, vectors[-1])
         svecs = self._sentence_vectors(hits)
         return self._answerer.answer(q, hits, vectors[0], svecs)
+
+    def _generate(self, question: str, extractive: Answer,
+                  on_token: Callable[[str], None] | None) -> Answer:
+        """The configured LLM's answer over the same passages (falls back to ``extractive``)."""
+        from assistant.llm import generate_answer
+
+        return generate_answer(self.settings, question, extractive, on_token)
 
     def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
         from assistant.store import sentence_id
