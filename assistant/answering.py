@@ -10,11 +10,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assistant.entities import Entity, EntityTagger
-from assistant.question import STOPWORDS, TYPE_LABELS, Question, Term, stem, words
+from assistant.question import (
+    STOPWORDS,
+    TYPE_LABELS,
+    Question,
+    Term,
+    repair_typos,
+    stem,
+    words,
+)
 from assistant.retrieval import Hit
 from assistant.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
+# Answer types specific enough that a window without such an entity cannot answer.
+STRICT_TYPES = frozenset({"NUMBER", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE"})
 _PRONOUN_START = re.compile(r"^[\"“‘']?(She|He|They|It|This|That|These|Those|Her|His)\b")
 
 
@@ -189,8 +199,16 @@ class ExtractiveAnswerer:
                 w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
                 + w.rank / (1 + c.rank)
             )
-            if labels:
-                c.score += w.type_hit if c.typed else -w.type_miss
+        for i, c in enumerate(cands):
+            if not labels:
+                break
+            if c.typed:
+                c.score += w.type_hit
+            elif any(0 <= j < len(cands) and _adjacent(c, cands[j]) and cands[j].typed
+                     for j in (i - 1, i + 1)):
+                c.score += w.type_hit / 2 - w.type_miss / 2  # the answer may sit next door
+            else:
+                c.score -= w.type_miss
         # Second pass on the front runners: coverage by meaning, not only by stem.
         for c in sorted(cands, key=lambda c: c.score, reverse=True)[: w.rescore]:
             soft = weighted(question, self.soft.strengths(question, c.text, c.stems))
@@ -243,6 +261,8 @@ class ExtractiveAnswerer:
         dense = max(c.dense for c in chosen)
         value = 0.6 * cover + 0.4 * max(dense, 0.0)
         if question.answer_type and not any(c.typed for c in chosen):
+            if question.answer_type in STRICT_TYPES:
+                return -1.0  # asked "when", and no date is there
             value -= 0.2
         return value
 
@@ -254,6 +274,7 @@ class ExtractiveAnswerer:
         cands = self.candidates(hits)
         if not cands or not question.terms:
             return _abstain(question, passages, retrieved)
+        repair_typos(question, set().union(*(c.chunk_stems for c in cands)))
         self.score(question, cands, qvec, svecs)
         best = max(cands, key=lambda c: c.score)
         chosen = self._window(question, cands, best)

@@ -35,7 +35,10 @@ TYPE_LABELS: dict[str, tuple[str, ...]] = {
     "NAME": ("LAW", "WORK_OF_ART", "EVENT", "ORG", "PRODUCT", "TITLED"),
 }
 
-_MOD = r"(?:\s+[\w’'-]+){0,2}?"
+# Up to two modifiers between "which" and its noun ("which US state"), but not a verb
+# ("what does the bill …" does not ask for a bill's name).
+_MOD = (r"(?:\s+(?!(?:does|did|do|is|was|are|were|has|have|had|can|could|will|would|"
+        r"should)\b)[\w’'-]+){0,2}?")
 _WHAT = r"\b(?:what(?:'s|s)?|which)"
 # Each rule: a wh-expression and the answer type it asks for. The expression that
 # comes first in the question decides ("where was he when…" asks for a place).
@@ -57,6 +60,7 @@ _TYPE_RULES: list[tuple[str, str]] = [
     (r"\b(?:who|whom)\b", "PERSON"),
     (r"\b(?:what|which|why|how)\b", ""),
 ]
+_QUOTED = re.compile(r"[\"“‘«]([^\"”’»]{3,200})[\"”’»]")
 _SPEAKER_CLAUSE = re.compile(
     r"\b(?:according to|as told by|in the words of)\s+(?:the\s+)?(?:[\w’'.-]+\s*){1,3}"
     r"|\b(?:did|does|do)\s+(?:mrs?\.?\s+|ms\.?\s+|the\s+)?[\w’'.-]+(?:\s+[A-Z][\w’'-]+)?"
@@ -129,6 +133,7 @@ def analyze(text: str) -> Question:
     """
     text = clean_text(text)
     speaker_spans = [(m.start(), m.end()) for m in _SPEAKER_CLAUSE.finditer(text)]
+    quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
     terms: list[Term] = []
     seen: set[str] = set()
     for i, (w, s, _e) in enumerate(words(text)):
@@ -143,6 +148,8 @@ def analyze(text: str) -> Question:
         weight = 1.5 if proper or any(ch.isdigit() for ch in w) else 1.0
         if any(a <= s < b for a, b in speaker_spans):
             weight = 0.4
+        elif any(a <= s < b for a, b in quoted):
+            weight = 2.0  # words the user quotes are the surest clue
         terms.append(Term(w, st, weight, proper))
     return Question(text=text, terms=terms, answer_type=answer_type(text))
 
@@ -159,3 +166,28 @@ def answer_type(text: str) -> str | None:
         if m and (first is None or m.start() < first[0]):
             first = (m.start(), kind)
     return first[1] or None if first else None
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by at most one insertion, deletion or substitution."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return a == b
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1 :] == b[i + 1 :]
+    return a[i:] == b[i + 1 :]
+
+
+def repair_typos(question: Question, vocabulary: set[str]) -> None:
+    """Replace a term's stem that occurs nowhere in ``vocabulary`` by a vocabulary stem one
+    edit away ("arested" → "arrest", "leter" → "letter"), for words of 4+ letters."""
+    for t in question.terms:
+        if t.stem in vocabulary or len(t.stem) < 4 or any(ch.isdigit() for ch in t.stem):
+            continue
+        close = sorted(v for v in vocabulary if len(v) >= 4 and within_one_edit(t.stem, v))
+        if close:
+            t.stem = close[0]
