@@ -61,6 +61,7 @@ class Weights:
     type_hit: float = 0.20
     type_miss: float = 0.15
     extend_gain: float = 0.12
+    repeat: float = 0.1
     rescore: int = 6
 
 
@@ -267,7 +268,8 @@ class ExtractiveAnswerer:
         return value
 
     def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
-               svecs: dict[tuple[str, int, int], np.ndarray]) -> Answer:
+               svecs: dict[tuple[str, int, int], np.ndarray],
+               avoid: set[tuple[str, int, int]] | None = None) -> Answer:
         """The cited answer, or an abstention showing the closest passages."""
         passages = [_passage(h) for h in hits]
         retrieved = list(dict.fromkeys(h.doc_id for h in hits))
@@ -276,6 +278,9 @@ class ExtractiveAnswerer:
             return _abstain(question, passages, retrieved)
         repair_typos(question, set().union(*(c.chunk_stems for c in cands)))
         self.score(question, cands, qvec, svecs)
+        for c in cands:
+            if avoid and (c.doc_id, c.start, c.end) in avoid:
+                c.score -= self.weights.repeat
         best = max(cands, key=lambda c: c.score)
         chosen = self._window(question, cands, best)
         context = " ".join(h.text for h in hits if h.doc_id == best.doc_id)

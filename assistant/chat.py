@@ -51,7 +51,10 @@ class ChatSession:
     def send(self, message: str) -> Answer:
         """Answer ``message`` and remember the turn."""
         context = self.context(message)
-        answer = self.assistant.ask(message, context=context)
+        avoid = ()
+        if context is not None:
+            avoid = [(c.doc_id, c.start, c.end) for c in self.history[-1][1].citations]
+        answer = self.assistant.ask(message, context=context, avoid=avoid)
         topic = message if context is None else f"{context} {message}"
         if not answer.abstained and answer.citations:
             topic = f"{topic} {answer.short_answer or ''}".strip()

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +117,18 @@ class Assistant:
         return text
 
     def ask(self, question: str, context: str | None = None,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None,
+            avoid: Collection[tuple[str, int, int]] = ()) -> Answer:
         """Answer one question.
 
-        ``context`` is the earlier turn a follow-up leans on. ``on_token`` receives the
+        ``context`` is the earlier turn a follow-up leans on; ``avoid`` lists sentence spans
+        ``(doc_id, start, end)`` already given as answers, which a follow-up rarely asks for
+        again. ``on_token`` receives the
         answer text piece by piece as it is produced (a generative backend streams tokens).
         """
         started = time.perf_counter()
         text = self.check_question(question)
-        answer = self._answer(text, context)
+        answer = self._answer(text, context, set(avoid))
         if self.settings.llm_enabled:
             answer = self._generate(text, answer, on_token)
         elif on_token is not None:
@@ -134,7 +137,8 @@ class Assistant:
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
 
-    def _answer(self, text: str, context: str | None) -> Answer:
+    def _answer(self, text: str, context: str | None,
+                avoid: set[tuple[str, int, int]]) -> Answer:
         q = analyze(text)
         if context:
             # Earlier words count, at half weight; an elliptical "and in 2023?" keeps the
@@ -143,7 +147,7 @@ class Assistant:
             own = q.stems
             for t in earlier.terms:
                 if t.stem not in own:
-                    t.weight *= 0.5
+                    t.weight *= 0.4
                     q.terms.append(t)
             if q.answer_type is None and not _WH.search(text):
                 q.answer_type = earlier.answer_type
@@ -152,7 +156,7 @@ class Assistant:
         vectors = self.embed_model.embed([text, query] if context else [text])
         hits = retriever.retrieve(query, vectors[-1])
         svecs = self._sentence_vectors(hits)
-        return self._answerer.answer(q, hits, vectors[0], svecs)
+        return self._answerer.answer(q, hits, vectors[0], svecs, avoid=avoid)
 
     def _generate(self, question: str, extractive: Answer,
                   on_token: Callable[[str], None] | None) -> Answer:
