@@ -195,7 +195,7 @@ class ExtractiveAnswerer:
                 if 0 <= j < len(cands) and _adjacent(cands[i], cands[j]):
                     ctx |= cands[j].stems
             c.cover_ctx = coverage(question, ctx)
-            c.typed = [e for e in tagged[i] if e.label in labels and _is_new(e, question)]
+            c.typed = _typed(tagged[i], labels, question)
             c.score = (
                 w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
                 + w.rank / (1 + c.rank)
@@ -362,17 +362,36 @@ def _adjacent(a: Candidate, b: Candidate) -> bool:
     return 0 <= second.start - first.end <= 3
 
 
+def _typed(entities: list[Entity], labels: tuple[str, ...], question: Question
+           ) -> list[Entity]:
+    """Entities of the expected type that the question does not name. A number inside a
+    date or time ("the past 24 hours") is not a count."""
+    spans = [(e.start, e.end) for e in entities if e.label in ("DATE", "TIME")]
+    out = []
+    for e in entities:
+        if e.label not in labels or not _is_new(e, question):
+            continue
+        if e.label == "NUM" and any(a <= e.start and e.end <= b for a, b in spans):
+            continue
+        out.append(e)
+    return out
+
+
 def _is_new(entity: Entity, question: Question) -> bool:
     """An entity the question does not already name."""
     ent_stems = {stem(w) for w, _, _ in words(entity.text)}
     if not ent_stems:
         return False
-    return not ent_stems <= question.stems
+    # "Ukraine" is not new to a question about "Ukrainian children".
+    return not all(match_strength(s, question.stems) > 0 for s in ent_stems)
 
 
 def _clean_span(text: str) -> str:
+    """Trim quotes and punctuation, a trailing possessive, and a leading owner
+    ("Ukraine’s Children of War" → "Children of War")."""
     text = text.strip().strip("“”\"'‘’,;:—-").strip()
     text = re.sub(r"[’']s$", "", text)
+    text = re.sub(r"^(?:the\s+)?[A-Z][\w-]*[’']s\s+(?=[A-Z])", "", text)
     return text
 
 
