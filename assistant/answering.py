@@ -196,6 +196,8 @@ class ExtractiveAnswerer:
                     ctx |= cands[j].stems
             c.cover_ctx = coverage(question, ctx)
             c.typed = _typed(tagged[i], labels, question)
+            if question.role:
+                c.typed = self._role_holders(c.text, c.typed, question.role)
             c.score = (
                 w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
                 + w.rank / (1 + c.rank)
@@ -216,6 +218,19 @@ class ExtractiveAnswerer:
             if soft > c.cover:
                 c.score += w.cover * (soft - c.cover)
                 c.cover = soft
+
+    def _role_holders(self, text: str, entities: list[Entity], role: str) -> list[Entity]:
+        """People named next to a mention of ``role`` ("Judge Margaret Oyelaran", "Stefan
+        Novak, the manager"): only they can answer "who is the judge?"."""
+        found = [(s, e) for w, s, e in words(text) if match_strength(stem(w), {stem(role)}) > 0]
+        if not found and self.soft.vectors is not None:
+            cand = sorted({w.lower() for w, _, _ in words(text) if w.isalpha() and len(w) > 3})
+            if cand:
+                vecs = self.soft.vectors([*cand, role])
+                near = {w for w in cand if float(vecs[w] @ vecs[role]) >= self.soft.strong}
+                found = [(s, e) for w, s, e in words(text) if w.lower() in near]
+        return [ent for ent in entities if ent.label == "PERSON" and any(
+            -40 <= ent.start - e <= 40 or -40 <= s - ent.end <= 40 for s, e in found)]
 
     @staticmethod
     def _cover(question: Question, c: Candidate) -> float:
@@ -262,8 +277,8 @@ class ExtractiveAnswerer:
         dense = max(c.dense for c in chosen)
         value = 0.6 * cover + 0.4 * max(dense, 0.0)
         if question.answer_type and not any(c.typed for c in chosen):
-            if question.answer_type in STRICT_TYPES:
-                return -1.0  # asked "when", and no date is there
+            if question.answer_type in STRICT_TYPES or question.role:
+                return -1.0  # asked "when" and no date is there, or "who is the judge" and no judge
             value -= 0.2
         return value
 

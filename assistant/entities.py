@@ -91,6 +91,8 @@ def _entities(text: str, doc: Any) -> list[Entity]:
             s, e, label = ent.start_char, ent.end_char, ent.label_
             if label == "CARDINAL" and _YEAR.fullmatch(ent.text):
                 label = "DATE"  # "in 2023" is a year, not a count
+            if label == "DATE" and _AGE.search(ent.text):
+                label = "AGE"  # "a 70-year-old" is an age, not a date
             if label in ("GPE", "NORP"):
                 m = _GROUP.match(text, e)
                 if m:  # "the U.S. government", "Russian authorities"

@@ -23,7 +23,7 @@ STOPWORDS = frozenset(
 
 # Expected answer types and the entity labels that satisfy them.
 TYPE_LABELS: dict[str, tuple[str, ...]] = {
-    "NUMBER": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT", "NUM"),
+    "NUMBER": ("CARDINAL", "QUANTITY", "PERCENT", "NUM"),
     "MONEY": ("MONEY", "CARDINAL", "NUM"),
     "PERCENT": ("PERCENT", "CARDINAL", "NUM"),
     "AGE": ("AGE",),
@@ -43,7 +43,10 @@ _WHAT = r"\b(?:what(?:'s|s)?|which)"
 # Each rule: a wh-expression and the answer type it asks for. The expression that
 # comes first in the question decides ("where was he when…" asks for a place).
 _TYPE_RULES: list[tuple[str, str]] = [
-    (r"\bhow much money\b", "MONEY"),
+    (r"\bhow much money\b|\bhow much\b(?=.*\b(?:cost|costs|spend|spent|pay|paid|earn|earns|"
+     r"worth|price|fee|revenue|profit|budget|fund|raise|raised|charge|sell|sold|buy|bought|"
+     r"salary|wage|wages|owe|owes|award|awarded|lose|lost|invest|invested)\b)"
+     r"|\bwhat (?:revenue|profit|price|fee|sum|amount of money)\b", "MONEY"),
     (r"\bwhat percent(?:age)?\b|\bwhat share\b", "PERCENT"),
     (r"\bhow old\b|\bwhat age\b|\bat what age\b", "AGE"),
     (r"\bhow (?:many|much)\b|\bwhat (?:number|amount)\b", "NUMBER"),
@@ -108,11 +111,13 @@ class Term:
 
 @dataclass
 class Question:
-    """A cleaned question, its content terms and its expected answer type."""
+    """A cleaned question, its content terms, its expected answer type and, for "who is
+    the mayor?"-style questions, the role whose holder is asked for."""
 
     text: str
     terms: list[Term] = field(default_factory=list)
     answer_type: str | None = None
+    role: str | None = None
 
     @property
     def stems(self) -> set[str]:
@@ -151,7 +156,45 @@ def analyze(text: str) -> Question:
         elif any(a <= s < b for a, b in quoted):
             weight = 2.0  # words the user quotes are the surest clue
         terms.append(Term(w, st, weight, proper))
-    return Question(text=text, terms=terms, answer_type=answer_type(text))
+    role = asked_role(text)
+    kind = "PERSON" if role else answer_type(text)
+    return Question(text=text, terms=terms, answer_type=kind, role=role)
+
+
+ROLES = frozenset(
+    """mayor judge manager coach ceo chief executive president minister governor senator
+    sheriff spokesman spokeswoman spokesperson researcher author scientist professor founder
+    owner chair chairman chairwoman director head leader councilman councilwoman councillor
+    member officer commissioner player striker goalkeeper captain lawyer attorney prosecutor
+    economist analyst official secretary ambassador chancellor premier editor reporter
+    doctor surgeon teacher principal pilot driver architect engineer investor buyer seller
+    victim suspect witness winner""".split()
+)
+_ROLE_VERBS = {"manages": "manager", "managed": "manager", "coaches": "coach",
+               "coached": "coach", "leads": "leader", "led": "leader", "heads": "head",
+               "headed": "head", "owns": "owner", "owned": "owner", "founded": "founder",
+               "chairs": "chair", "chaired": "chair", "directs": "director",
+               "directed": "director"}
+_ROLE_TRIGGERS = re.compile(
+    r"\bwho (?:is|was|are|were) (?:the|a|an|their|its|his|her)\s+|\b(?:which|what)\s+"
+    r"|\bname of (?:the|a|an|their|its)\s+"
+)
+
+
+def asked_role(text: str) -> str | None:
+    """The role whose holder a question asks for ("Who is the mayor of Millbrook?" →
+    "mayor", "Which judge ruled?" → "judge", "Who manages the club?" → "manager")."""
+    low = text.lower()
+    m = re.match(r"^\s*who (\w+)\b", low)
+    if m and m.group(1) in _ROLE_VERBS:
+        return _ROLE_VERBS[m.group(1)]
+    for m in _ROLE_TRIGGERS.finditer(low):
+        for word in re.findall(r"[a-z-]+", low[m.end() :])[:4]:
+            if word in ROLES:
+                return word
+            if word in ("of", "in", "at", "for", "did", "does", "do", "is", "was", "has"):
+                break
+    return None
 
 
 def answer_type(text: str) -> str | None:
