@@ -64,3 +64,43 @@ def test_off_topic_questions_abstain(article_bot, question: str) -> None:
     assert answer.short_answer is None
     assert "do not answer" in answer.text
     assert answer.passages, "an abstention still shows the closest passages"
+
+
+@pytest.mark.parametrize(
+    ("question", "role"),
+    [
+        ("Who is the mayor of Millbrook?", "mayor"),
+        ("Which judge decided the case?", "judge"),
+        ("Who manages the club?", "manager"),
+        ("What is the name of the utility's spokeswoman?", "spokeswoman"),
+        ("Who wrote the letter?", None),
+        ("Which country is the player from?", None),
+    ],
+)
+def test_asked_role(question: str, role: str | None) -> None:
+    from assistant.question import asked_role
+
+    assert asked_role(question) == role
+
+
+def test_typos_are_repaired_against_the_passages() -> None:
+    from assistant.question import repair_typos, stem
+
+    q = analyze("who else did the icc want arested besides putin")
+    repair_typos(q, {stem("arrest"), stem("Putin"), "icc"})
+    assert stem("arrest") in q.stems
+
+
+def test_role_question_needs_the_role_holder(tmp_path, embed_model) -> None:  # noqa: ANN001
+    from assistant.core import Assistant
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "vote.txt").write_text(
+        "Council passes budget\n\nThe council approved the budget on Tuesday. "
+        "Mayor Helen Varga called it fair. Councilman Tom Baker voted against it.")
+    bot = Assistant(corpus=corpus, store=tmp_path / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    assert bot.ask("Who is the mayor?").short_answer == "Helen Varga"
+    assert bot.ask("Who is the city's police chief?").abstained

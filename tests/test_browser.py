@@ -1,0 +1,207 @@
+"""The chat page in a real browser: Debian's Chromium driven by Playwright for Python.
+
+Screenshots go to ``test-artifacts/`` at the repository root (gitignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.load_web import ARTIFACTS, ServerHandle, start_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+Q_24H = "How many children were reunited in the past 24 hours?"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="needs Debian's chromium (make chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    handle = start_server(tmp_path_factory.mktemp("browser"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser tab on the chat page that records requests leaving the machine."""
+
+    def __init__(self, browser: Any, url: str) -> None:
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.external: list[str] = []
+        self.page.on("request", self._request)
+        self.page.goto(url)
+        self.page.wait_for_selector("#qa-input textarea", timeout=30_000)
+
+    def _request(self, request: Any) -> None:
+        if not request.url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")):
+            self.external.append(request.url)
+
+    def ask(self, question: str) -> None:
+        """Type a question and press Enter."""
+        self.page.fill("#qa-input textarea", question)
+        self.page.keyboard.press("Enter")
+
+    def bot_messages(self) -> list[Any]:
+        """The rendered assistant messages."""
+        return self.page.query_selector_all("#qa-chat [data-testid='bot']")
+
+    def wait_bot_count(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until ``n`` assistant messages are finished (not pending)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = [m for m in self.bot_messages() if not m.query_selector(".qa-pending")]
+            if len(self.bot_messages()) == n and len(done) == n and \
+                    self.page.is_enabled("#qa-input textarea"):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"expected {n} finished answers, got {len(self.bot_messages())}")
+
+    def screenshot(self, name: str) -> Path:
+        """Save a full-page screenshot into test-artifacts/ and print its path."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), full_page=True)
+        print(f"\nscreenshot: {path}")
+        return path
+
+
+def test_answer_streams_in_with_a_highlighted_source(server: ServerHandle, browser: Any) -> None:
+    tab = Page(browser, server.url)
+    assert "1 article" in tab.page.inner_text("#qa-status")
+    assert "extractive" in tab.page.inner_text("#qa-status")
+    # Record the answer text's length at every change of the chat, to see it stream.
+    tab.page.evaluate("""() => {
+        window.__lengths = [];
+        new MutationObserver(() => {
+            const t = document.querySelector('#qa-chat .qa-answer .qa-text');
+            if (t) window.__lengths.push(t.innerText.length);
+        }).observe(document.querySelector('#qa-chat'),
+                   {subtree: true, childList: true, characterData: true});
+    }""")
+    tab.ask(Q_24H)
+    # The text streams first; the sources (with the <mark>) come with the last frame.
+    tab.page.wait_for_selector("#qa-chat .qa-answer .qa-text", timeout=30_000)
+    mark = tab.page.wait_for_selector("#qa-chat .qa-sources details[open] mark",
+                                      timeout=30_000)
+    tab.wait_bot_count(1)
+    answer = tab.bot_messages()[0]
+    assert "Eight" in answer.inner_text()
+    lengths = sorted(set(tab.page.evaluate("window.__lengths")))
+    assert len(lengths) >= 3, f"the answer did not stream: {lengths}"
+    assert mark.is_visible()
+    quote = mark.inner_text()
+    assert "Eight children have been rejoined" in quote
+    paragraph = answer.query_selector(".qa-para").inner_text()
+    assert len(paragraph) > len(quote)  # the quote is shown inside its paragraph
+    assert answer.query_selector(".qa-file").inner_text() == \
+        "melania-trump-putin-letter-children.txt"
+    assert answer.query_selector(".qa-ref").inner_text() == "[1]"
+    # The source collapses and opens again.
+    answer.query_selector(".qa-src summary").click()
+    assert not mark.is_visible()
+    answer.query_selector(".qa-src summary").click()
+    assert mark.is_visible()
+    path = tab.screenshot("chat-answer.png")
+    assert path.stat().st_size > 10_000
+    assert tab.external == []
+    tab.page.close()
+
+
+def test_abstention_errors_examples_undo_retry_and_clear(server: ServerHandle,
+                                                         browser: Any) -> None:
+    tab = Page(browser, server.url)
+    page = tab.page
+    examples = page.query_selector_all("#qa-chat button.example")
+    assert examples, "example questions are shown on an empty chat"
+    tab.screenshot("chat-start.png")
+    example_text = examples[0].inner_text().strip()
+    examples[0].click()
+    tab.wait_bot_count(1)
+    assert page.query_selector_all("#qa-chat [data-testid='user']")[0].inner_text().strip() \
+        == example_text
+    assert tab.bot_messages()[0].query_selector(".qa-answer mark")
+
+    tab.ask("What is the capital of Australia?")
+    tab.wait_bot_count(2)
+    abstention = tab.bot_messages()[1]
+    assert abstention.query_selector(".qa-abstain")
+    assert not abstention.query_selector("mark")
+    text = abstention.inner_text()
+    assert "Not covered by the articles" in text and "not an answer" in text
+    assert len(abstention.query_selector_all(".qa-near-item")) >= 1
+    tab.screenshot("chat-abstention.png")
+
+    tab.ask("x" * 2001)
+    tab.wait_bot_count(3)
+    assert "too long (2001 characters; the limit is 2000)" in tab.bot_messages()[2].inner_text()
+    assert "Traceback" not in page.inner_text("#qa-chat")
+
+    page.get_by_role("button", name="Undo").last.click()
+    page.wait_for_function("document.querySelectorAll(\"#qa-chat [data-testid='bot']\")"
+                           ".length === 2")
+    assert page.input_value("#qa-input textarea") == "x" * 2001
+
+    page.fill("#qa-input textarea", "")
+    page.get_by_role("button", name="Retry").last.click()
+    time.sleep(0.3)
+    tab.wait_bot_count(2)
+    assert tab.bot_messages()[1].query_selector(".qa-abstain")
+
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_selector("#qa-chat button.example", timeout=10_000)
+    assert tab.bot_messages() == []
+    assert tab.external == []
+    page.close()
+
+
+def test_upload_from_the_page_updates_the_status(tmp_path: Path, browser: Any) -> None:
+    handle = start_server(tmp_path / "srv", examples=[])
+    try:
+        tab = Page(browser, handle.url)
+        article = tmp_path / "lighthouse.md"
+        article.write_text("# Old Harbor Lighthouse Reopens\n\nThe Old Harbor Lighthouse in "
+                           "Port Wren reopened on Saturday. The keeper, Agnes Morrow, said the "
+                           "lens can be seen from 22 nautical miles away.\n", encoding="utf-8")
+        tab.page.set_input_files("#qa-upload input[type=file]", str(article))
+        tab.page.wait_for_function(
+            "document.querySelector('#qa-upload-msg').innerText.includes('Added')",
+            timeout=30_000)
+        assert "lighthouse.md" in tab.page.inner_text("#qa-upload-msg")
+        tab.page.wait_for_function(
+            "document.querySelector('#qa-status').innerText.includes('2 articles')",
+            timeout=10_000)
+        assert (handle.corpus / "lighthouse.md").exists()
+        tab.ask("How far away can the lens be seen?")
+        tab.wait_bot_count(1)
+        answer = tab.bot_messages()[0]
+        assert "22 nautical miles" in answer.inner_text()
+        assert answer.query_selector(".qa-file").inner_text() == "lighthouse.md"
+        tab.screenshot("chat-upload.png")
+        assert tab.external == []
+        tab.page.close()
+    finally:
+        handle.stop()
+        shutil.rmtree(tmp_path / "srv", ignore_errors=True)

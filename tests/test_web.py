@@ -1,0 +1,548 @@
+"""The chat page: binding safety, uploads, rendering, and gradio_client tests against a live
+page on a free loopback port (marked slow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from assistant import web
+from assistant.corpus import read_text
+from assistant.settings import AssistantError, Settings
+from assistant.types import Answer, Citation, Passage
+from tests.load_web import (
+    CORPUS,
+    ROOT,
+    ServerHandle,
+    check_answer,
+    external_contacts,
+    free_port,
+    run_load,
+    start_server,
+)
+
+Q_24H = "How many children were reunited in the past 24 hours?"
+ARTICLE = "melania-trump-putin-letter-children.txt"
+LIGHTHOUSE = """Old Harbor Lighthouse Reopens After Restoration
+
+The Old Harbor Lighthouse in Port Wren reopened to visitors on Saturday after a two-year \
+restoration.
+The lighthouse keeper, Agnes Morrow, said the restored lens can be seen from 22 nautical miles \
+away.
+The restoration cost 3.4 million dollars and was paid for by the Port Wren Heritage Trust.
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Binding safety (no server)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])
+def test_loopback_hosts_need_no_password(host: str) -> None:
+    assert web.is_loopback(host)
+    assert web.check_bind(host, None) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "example.org"])
+def test_non_loopback_host_without_auth_is_refused(host: str) -> None:
+    with pytest.raises(AssistantError, match="--auth user:password"):
+        web.check_bind(host, None)
+    assert web.check_bind(host, "alice:s3cret:x") == ("alice", "s3cret:x")
+
+
+@pytest.mark.parametrize("auth", ["alice", ":pw", "alice:", "  :x"])
+def test_malformed_auth_is_refused(auth: str) -> None:
+    with pytest.raises(AssistantError, match="user:password"):
+        web.check_bind("0.0.0.0", auth)
+
+
+def test_serve_refuses_before_building_anything() -> None:
+    bot: Any = SimpleNamespace(settings=Settings(host="0.0.0.0", auth=None))
+    with pytest.raises(AssistantError, match=r"refusing to serve on 0\.0\.0\.0"):
+        web.serve(bot)
+
+
+def test_cli_serve_on_all_interfaces_without_auth_exits_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.cli import main
+
+    monkeypatch.delenv("ASSISTANT_AUTH", raising=False)
+    monkeypatch.delenv("ASSISTANT_HOST", raising=False)
+    code = main(["serve", "--host", "0.0.0.0", "--no-ingest", "--corpus", str(tmp_path),
+                 "--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "refusing to serve on 0.0.0.0" in err
+    assert "Traceback" not in err
+
+
+def test_gradio_stays_out_of_the_other_import_paths() -> None:
+    code = ("import sys, assistant, assistant.cli, assistant.core, assistant.chat;"
+            "assistant.cli.build_parser(); print('gradio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=True).stdout
+    assert out.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# Uploads (no server)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "expected"), [
+    ("letter.txt", "letter.txt"),
+    ("Notes.MD", "Notes.md"),
+    ("../../etc/passwd.txt", "passwd.txt"),
+    ("/etc/cron.d/evil.md", "evil.md"),
+    ("C:\\Windows\\system32\\x.txt", "x.txt"),
+    ("..\\..\\boot.txt", "boot.txt"),
+    (".hidden.txt", "hidden.txt"),
+    ("...txt", "article.txt"),
+    ("my article (final) ü.txt", "my-article-final.txt"),
+    ("a\x00b.txt", "ab.txt"),
+])
+def test_safe_filename(name: str, expected: str) -> None:
+    assert web.safe_filename(name) == expected
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "evil.py", "x.txt.exe", "archive.tar.gz", ""])
+def test_safe_filename_refuses_other_types(name: str) -> None:
+    with pytest.raises(AssistantError, match=r"not a \.txt or \.md file"):
+        web.safe_filename(name)
+
+
+def test_save_upload_never_overwrites_and_stays_inside(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    outside = tmp_path / "passwd.txt"
+    outside.write_text("secret")
+    first = web.save_upload(corpus, "../passwd.txt", b"one")
+    second = web.save_upload(corpus, "passwd.txt", b"two")
+    third = web.save_upload(corpus, str(outside), b"three")
+    assert [p.name for p in (first, second, third)] == ["passwd.txt", "passwd-2.txt",
+                                                       "passwd-3.txt"]
+    assert all(p.parent == corpus.resolve() for p in (first, second, third))
+    assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
+    assert outside.read_text() == "secret"
+
+
+def test_save_upload_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    target = tmp_path / "victim.txt"
+    target.write_text("keep")
+    (corpus / "note.txt").symlink_to(target)
+    saved = web.save_upload(corpus, "note.txt", b"new")
+    assert saved.name == "note-2.txt"
+    assert target.read_text() == "keep"
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering (no server)
+# --------------------------------------------------------------------------------------------
+def test_highlight_shows_the_paragraph_and_escapes_everything() -> None:
+    text = "Title\n\nFirst <b>para</b>.\n\nBefore & <script>x</script> QUOTE here. After.\n\nNext"
+    start = text.index("QUOTE")
+    out = web.highlight(text, start, start + len("QUOTE here."))
+    assert out == ("Before &amp; &lt;script&gt;x&lt;/script&gt; <mark>QUOTE here.</mark>"
+                   " After.")
+
+
+def test_paragraph_of_a_long_block_is_narrowed_to_lines_then_a_window() -> None:
+    lines = [f"Line {i} " + "word " * 30 for i in range(40)]
+    text = "\n".join(lines)
+    start = text.index("Line 20")
+    ps, pe = web.paragraph_bounds(text, start, start + 7)
+    assert text[ps:pe] == lines[20].strip()
+    one = "x " * 3000 + "NEEDLE " + "y " * 3000
+    s = one.index("NEEDLE")
+    ps, pe = web.paragraph_bounds(one, s, s + 6, limit=200)
+    assert ps <= s and pe >= s + 6 and pe - ps <= 200
+
+
+def _citation(text: str, quote: str, path: str = "a.txt") -> Citation:
+    start = text.index(quote)
+    return Citation(n=1, doc_id=path, title="A <title>", path=path, start=start,
+                    end=start + len(quote), quote=quote)
+
+
+def test_render_answer_cites_with_marks_from_the_file(tmp_path: Path) -> None:
+    text = "Head line\n\nIntro sentence. The key fact is 42. Trailing words.\n"
+    (tmp_path / "a.txt").write_text(text)
+    c = _citation(text, "The key fact is 42.")
+    answer = Answer(question="q", text="The key fact is 42. [1]", short_answer="42",
+                    citations=[c])
+    out = web.render_answer(answer, web.SourceReader(tmp_path))
+    assert '<sup class="qa-ref">[1]</sup>' in out
+    assert "Intro sentence. <mark>The key fact is 42.</mark> Trailing words." in out
+    assert "A &lt;title&gt;" in out and "a.txt" in out and "<details" in out
+    partial = web.render_answer(answer, web.SourceReader(tmp_path), "The key", sources=False)
+    assert "The key" in partial and "<mark>" not in partial
+
+
+def test_render_answer_falls_back_to_the_passages(tmp_path: Path) -> None:
+    text = "Para one.\n\nAlpha beta. Gamma delta.\n"
+    c = _citation(text, "Gamma delta.", path="gone.txt")
+    p = Passage(doc_id="gone.txt", title="T", path="gone.txt", start=11, end=len(text),
+                text=text[11:])
+    answer = Answer(question="q", text="Gamma delta. [1]", citations=[c], passages=[p])
+    out = web.render_answer(answer, web.SourceReader(tmp_path))
+    assert "Alpha beta. <mark>Gamma delta.</mark>" in out
+
+
+def test_abstention_looks_different_and_is_marked_not_an_answer() -> None:
+    p = Passage(doc_id="a.txt", title="A", path="a.txt", start=0, end=9, text="Close <one>")
+    answer = Answer(question="q", text="The articles in the corpus do not answer this question.",
+                    abstained=True, passages=[p])
+    out = web.render_answer(answer, web.SourceReader(Path(".")))
+    assert 'class="qa-abstain"' in out and "not an answer" in out
+    assert "Close &lt;one&gt;" in out and "<mark>" not in out
+
+
+def test_errors_are_one_escaped_line() -> None:
+    assert web.error_message(AssistantError("the question is empty")) == "the question is empty"
+    msg = web.error_message(ConnectionError("refused\nTraceback (most recent call last):"))
+    assert msg == "the assistant failed (ConnectionError: refused)"
+    assert "&lt;b&gt;" in web.render_error("<b>")
+    assert web.render_user("<img src=x onerror=alert(1)>").startswith("&lt;img")
+
+
+class _FakeChat:
+    def __init__(self) -> None:
+        self.history: list[tuple[str, Answer]] = []
+
+    def send(self, message: str) -> Answer:
+        if message == "boom":
+            raise RuntimeError("llm server down")
+        answer = Answer(question=message, text=f"answer to {message}")
+        self.history.append((message, answer))
+        return answer
+
+    def reset(self) -> None:
+        self.history.clear()
+
+
+def test_conversation_keeps_the_chat_session_in_sync() -> None:
+    bot: Any = SimpleNamespace(chat=_FakeChat)
+    conv = web.Conversation(bot)
+    guard = web.ReadWriteLock()
+    for q in ("one", "boom", "two", "three"):
+        conv.send(q, guard)
+    assert conv.turns[1].error == "the assistant failed (RuntimeError: llm server down)"
+    assert [m for m, _ in conv.chat.history] == ["one", "two", "three"]
+    conv.trim(3)
+    assert [m for m, _ in conv.chat.history] == ["one", "two"]
+    conv.trim(1)
+    assert [m for m, _ in conv.chat.history] == ["one"]
+    conv.trim(0)
+    assert conv.chat.history == [] and conv.turns == []
+
+
+class _FailingBot:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.settings = Settings()
+
+    def ask(self, question: str) -> Answer:
+        raise self.exc
+
+    def chat(self) -> Any:
+        bot = self
+
+        class _Chat:
+            def __init__(self) -> None:
+                self.history: list[Any] = []
+
+            def send(self, message: str) -> Answer:
+                return bot.ask(message)
+
+            def reset(self) -> None:
+                pass
+
+        return _Chat()
+
+    def status(self) -> dict[str, Any]:
+        raise OSError("store unreachable")
+
+
+def test_a_failing_backend_is_one_readable_line_in_chat_and_api() -> None:
+    import gradio as gr
+
+    page = web._Page(_FailingBot(ConnectionError("[Errno 111] Connection refused")))
+    _, history, pending, conv = page.take_question("Who?", [], None)
+    history, conv = list(page.respond(pending, history, conv))[-1]
+    assert history[-1]["content"] == web.render_error(
+        "the assistant failed (ConnectionError: [Errno 111] Connection refused)")
+    with pytest.raises(gr.Error) as info:
+        page.ask("Who?")
+    assert info.value.message == \
+        "the assistant failed (ConnectionError: [Errno 111] Connection refused)"
+    assert "Index unavailable: the assistant failed (OSError: store unreachable)" in \
+        web.status_line(page.bot)
+
+
+def test_a_store_that_is_not_ingested_is_explained(tmp_path: Path) -> None:
+    from assistant.core import Assistant
+
+    bot = Assistant(Settings(corpus=tmp_path / "corpus", store=tmp_path / "store"))
+    page = web._Page(bot)
+    _, history, pending, conv = page.take_question("How many children?", [], None)
+    history, conv = list(page.respond(pending, history, conv))[-1]
+    assert "the store is empty: run `assistant ingest` first" in history[-1]["content"]
+    assert "No articles indexed yet" in web.status_line(bot)
+    assert web.example_questions(bot) == []
+
+
+# --------------------------------------------------------------------------------------------
+# A live page (gradio_client)
+# --------------------------------------------------------------------------------------------
+def _client(url: str) -> Any:
+    from gradio_client import Client
+
+    return Client(url, verbose=False, download_files=False, analytics_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    handle = start_server(tmp_path_factory.mktemp("web"))
+    print(f"\npage on {handle.url} after {handle.startup_seconds:.1f} s")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def upload_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    handle = start_server(tmp_path_factory.mktemp("upload"), examples=[],
+                          max_upload_bytes=4000)
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.slow
+def test_ask_gives_an_answer_with_a_valid_citation(server: ServerHandle) -> None:
+    answer = _client(server.url).predict(Q_24H, api_name="/ask")
+    assert check_answer(answer, "Eight", server.corpus) is None
+    assert not answer["abstained"] and "Eight" in answer["answer"]
+    for c in answer["citations"]:
+        assert read_text(server.corpus / c["path"])[c["start"]:c["end"]] == c["quote"]
+        assert c["path"] == ARTICLE
+    assert set(answer) >= {"question", "answer", "short_answer", "abstained", "citations",
+                           "retrieved", "latency_ms"}
+
+
+@pytest.mark.slow
+def test_ask_abstains_outside_the_corpus(server: ServerHandle) -> None:
+    answer = _client(server.url).predict("What is the capital of Australia?", api_name="/ask")
+    assert answer["abstained"] is True
+    assert answer["citations"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "message"), [
+    ("", "the question is empty"),
+    ("   ", "the question is empty"),
+    ("x" * 2001, "the question is too long (2001 characters; the limit is 2000)"),
+])
+def test_ask_errors_are_readable(server: ServerHandle, question: str, message: str) -> None:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        _client(server.url).predict(question, api_name="/ask")
+    assert str(info.value) == message
+
+
+@pytest.mark.slow
+def test_api_is_named_and_documented(server: ServerHandle) -> None:
+    api = _client(server.url).view_api(print_info=False, return_format="dict")
+    endpoints = api["named_endpoints"]
+    assert set(endpoints) == {"/ask", "/upload"}
+    params = endpoints["/ask"]["parameters"]
+    assert [p["parameter_name"] for p in params] == ["question"]
+    assert "Answer the question" in endpoints["/ask"].get("description", "") or \
+        "Answer one question" in endpoints["/ask"].get("description", "")
+
+
+@pytest.mark.slow
+def test_startup_made_no_outbound_connections(server: ServerHandle) -> None:
+    _client(server.url).predict(Q_24H, api_name="/ask")
+    assert external_contacts(server.started) == []
+
+
+@pytest.mark.slow
+def test_page_serves_no_corpus_store_or_other_files(server: ServerHandle) -> None:
+    store_file = next(p for p in server.store.rglob("*") if p.is_file())
+    for path in (server.corpus / ARTICLE, store_file, Path("/etc/passwd"),
+                 ROOT / "pyproject.toml"):
+        url = f"{server.url}gradio_api/file={path}"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url, timeout=10)
+        assert info.value.code in (403, 404), path
+    with urllib.request.urlopen(server.url, timeout=10) as page:
+        assert page.status == 200 and b"Ask the news" in page.read()
+
+
+@pytest.mark.slow
+def test_chat_handlers_stream_and_keep_context_in_sync(server: ServerHandle) -> None:
+    page = web._Page(server.bot)
+    _box, history, pending, conv = page.take_question(Q_24H, [], None)
+    frames = list(page.respond(pending, history, conv))
+    assert len(frames) > 2  # pending, partial text..., final
+    history, conv = frames[-1]
+    final = history[-1]["content"]
+    assert "Eight" in final and "<mark>" in final and "qa-sources" in final
+    assert "<mark>" not in frames[1][0][-1]["content"]  # sources only once streamed
+    _, history, pending, conv = page.take_question("And where had some been taken?", history,
+                                                   conv)
+    history, conv = list(page.respond(pending, history, conv))[-1]
+    _, history, pending, conv = page.take_question("", history, conv)
+    history, conv = list(page.respond(pending, history, conv))[-1]
+    assert "the question is empty" in history[-1]["content"]
+    assert len(history) == 6 and len(conv.turns) == 3 and len(conv.chat.history) == 2
+
+    history, box_text, conv = page.undo(history, conv)
+    assert len(history) == 4 and box_text == "" and len(conv.turns) == 2
+    history, question, conv, _ = page.retry(history, conv)
+    assert question == "And where had some been taken?" and len(history) == 3
+    assert len(conv.chat.history) == 1
+    history, conv = list(page.respond(question, history, conv))[-1]
+    assert len(history) == 4 and len(conv.chat.history) == 2
+    conv = page.clear(conv)
+    assert conv.turns == [] and conv.chat.history == []
+
+
+@pytest.mark.slow
+def test_example_questions_come_from_the_corpus(server: ServerHandle) -> None:
+    examples = web.example_questions(server.bot)
+    assert 1 <= len(examples) <= web.MAX_EXAMPLES
+    for q in examples:
+        assert not server.bot.ask(q).abstained
+
+
+@pytest.mark.slow
+def test_upload_adds_an_article_that_then_answers(upload_server: ServerHandle,
+                                                  tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    client = _client(upload_server.url)
+    new = tmp_path / "harbor-lighthouse.txt"
+    new.write_text(LIGHTHOUSE, encoding="utf-8")
+    message, status = client.predict([handle_file(str(new))], api_name="/upload")
+    assert "Added" in message and "harbor-lighthouse.txt" in message
+    assert "<b>2</b> articles" in status
+    assert (upload_server.corpus / "harbor-lighthouse.txt").read_text() == LIGHTHOUSE
+
+    answer = client.predict("How far away can the restored lens be seen?", api_name="/ask")
+    assert check_answer(answer, "22 nautical miles", upload_server.corpus) is None
+    assert answer["citations"][0]["path"] == "harbor-lighthouse.txt"
+
+    # The same name again: a numbered copy, the first file untouched.
+    new.write_text(LIGHTHOUSE.replace("Saturday", "Sunday"), encoding="utf-8")
+    message, _ = client.predict([handle_file(str(new))], api_name="/upload")
+    assert "harbor-lighthouse-2.txt" in message
+    assert (upload_server.corpus / "harbor-lighthouse.txt").read_text() == LIGHTHOUSE
+
+
+@pytest.mark.slow
+def test_upload_refuses_other_types_and_oversized_files(upload_server: ServerHandle,
+                                                        tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    client = _client(upload_server.url)
+    before = sorted(p.name for p in upload_server.corpus.iterdir())
+    script = tmp_path / "evil.py"
+    script.write_text("print('x')\n")
+    with pytest.raises(Exception, match="Invalid file type"):  # refused by Gradio itself
+        client.predict([handle_file(str(script))], api_name="/upload")
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    empty = tmp_path / "empty.md"
+    empty.write_text("  \n")
+    message, _ = client.predict([handle_file(str(binary)), handle_file(str(empty))],
+                                api_name="/upload")
+    assert "Not added: blob.txt: binary file" in message
+    assert "Not added: empty.md: the file is empty" in message
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 1000)  # 5,000 bytes > max_upload_bytes=4000
+    with pytest.raises(Exception, match=r"(?i)size|large|413"):
+        client.predict([handle_file(str(big))], api_name="/upload")
+    assert sorted(p.name for p in upload_server.corpus.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_a_password_protected_page_refuses_anonymous_clients(tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    handle = start_server(tmp_path, examples=[], credentials=("reader", "s3cret pass"))
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the client raises a bare ValueError
+            Client(handle.url, verbose=False, analytics_enabled=False)
+        client = Client(handle.url, verbose=False, analytics_enabled=False,
+                        download_files=False, auth=("reader", "s3cret pass"))
+        answer = client.predict(Q_24H, api_name="/ask")
+        assert check_answer(answer, "Eight", handle.corpus) is None
+    finally:
+        handle.stop()
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_users_all_get_correct_answers(server: ServerHandle) -> None:
+    started = time.perf_counter()
+    report = run_load(server.url, users=20, per_user=5, corpus=server.corpus, timeout=240)
+    print("\nload:", report.summary())
+    assert report.errors == [], report.errors[:5]
+    assert report.wrong == [], report.wrong[:5]
+    assert len(report.latencies) == 100
+    assert time.perf_counter() - started < 240
+
+
+# --------------------------------------------------------------------------------------------
+# `assistant serve` as a user runs it
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    port = free_port()
+    env = {**os.environ, "ASSISTANT_CORPUS": str(tmp_path / "corpus"),
+           "ASSISTANT_STORE": str(tmp_path / "store"), "ASSISTANT_PORT": str(port),
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("ASSISTANT_HOST", None)
+    env.pop("ASSISTANT_AUTH", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
+            lines.append(line)
+            if "Chat page:" in line:
+                break
+            assert time.perf_counter() - t0 < 120
+        url_seen = time.perf_counter() - t0
+        assert lines[0].startswith("Ingested 1 article")
+        assert f"http://127.0.0.1:{port}/" in lines[-1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200
+        loaded = time.perf_counter() - t0
+        print(f"\nassistant serve: URL printed after {url_seen:.1f} s, "
+              f"page loaded after {loaded:.1f} s (fresh store, ingest included)")
+        assert loaded < 120
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 0
