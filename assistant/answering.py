@@ -24,7 +24,8 @@ from assistant.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
 # Answer types specific enough that a window without such an entity cannot answer.
-STRICT_TYPES = frozenset({"NUMBER", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE"})
+STRICT_TYPES = frozenset(
+    {"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE"})
 _PRONOUN_START = re.compile(r"^[\"“‘']?(She|He|They|It|This|That|These|Those|Her|His)\b")
 
 
@@ -227,7 +228,7 @@ class ExtractiveAnswerer:
             cand = sorted({w.lower() for w, _, _ in words(text) if w.isalpha() and len(w) > 3})
             if cand:
                 vecs = self.soft.vectors([*cand, role])
-                near = {w for w in cand if float(vecs[w] @ vecs[role]) >= self.soft.strong}
+                near = {w for w in cand if float(vecs[w] @ vecs[role]) >= self.soft.weak}
                 found = [(s, e) for w, s, e in words(text) if w.lower() in near]
         return [ent for ent in entities if ent.label == "PERSON" and any(
             -40 <= ent.start - e <= 40 or -40 <= s - ent.end <= 40 for s, e in found)]
@@ -380,8 +381,9 @@ def _adjacent(a: Candidate, b: Candidate) -> bool:
 def _typed(entities: list[Entity], labels: tuple[str, ...], question: Question
            ) -> list[Entity]:
     """Entities of the expected type that the question does not name. A number inside a
-    date or time ("the past 24 hours") is not a count."""
-    spans = [(e.start, e.end) for e in entities if e.label in ("DATE", "TIME")]
+    date, time or sum of money ("the past 24 hours", "$7.5 million") is not a count."""
+    spans = [(e.start, e.end) for e in entities
+             if e.label in ("DATE", "TIME", "MONEY", "PERCENT", "AGE") and e.label not in labels]
     out = []
     for e in entities:
         if e.label not in labels or not _is_new(e, question):

@@ -104,6 +104,8 @@ def _entities(text: str, doc: Any) -> list[Entity]:
     for m in _NUMBER.finditer(text):
         if _YEAR.fullmatch(m.group()):
             found.append(Entity(m.group(), "DATE", m.start(), m.end()))
+        elif m.start() > 0 and text[m.start() - 1] in "$£€¥":
+            found.append(Entity(text[m.start() - 1 : m.end()], "MONEY", m.start() - 1, m.end()))
         else:
             found.append(Entity(m.group(), "NUM", m.start(), m.end()))
     for m in _AGE.finditer(text):

@@ -23,7 +23,8 @@ STOPWORDS = frozenset(
 
 # Expected answer types and the entity labels that satisfy them.
 TYPE_LABELS: dict[str, tuple[str, ...]] = {
-    "NUMBER": ("CARDINAL", "QUANTITY", "PERCENT", "NUM"),
+    "NUMBER": ("CARDINAL", "QUANTITY", "NUM"),
+    "AMOUNT": ("MONEY", "QUANTITY", "PERCENT", "CARDINAL", "NUM"),
     "MONEY": ("MONEY", "CARDINAL", "NUM"),
     "PERCENT": ("PERCENT", "CARDINAL", "NUM"),
     "AGE": ("AGE",),
@@ -49,7 +50,8 @@ _TYPE_RULES: list[tuple[str, str]] = [
      r"|\bwhat (?:revenue|profit|price|fee|sum|amount of money)\b", "MONEY"),
     (r"\bwhat percent(?:age)?\b|\bwhat share\b", "PERCENT"),
     (r"\bhow old\b|\bwhat age\b|\bat what age\b", "AGE"),
-    (r"\bhow (?:many|much)\b|\bwhat (?:number|amount)\b", "NUMBER"),
+    (r"\bhow many\b|\bwhat number\b", "NUMBER"),
+    (r"\bhow much\b|\bwhat amount\b", "AMOUNT"),
     (r"\bhow long\b", "DURATION"),
     (r"\bwhen\b|\b(?:what|which)" + _MOD + r"\s+(?:year|month|day|date|time|decade|week)s?\b"
      r"|\bsince when\b", "DATE"),
