@@ -15,6 +15,8 @@ from assistant.question import analyze
 from assistant.types import Answer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from assistant.core import Assistant
 
 _ANAPHORA = re.compile(
@@ -48,13 +50,21 @@ class ChatSession:
             return None
         return self._topics[-1]
 
-    def send(self, message: str) -> Answer:
-        """Answer ``message`` and remember the turn."""
+    def send(self, message: str, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer ``message`` and remember the turn (``on_token`` as in ``Assistant.ask``)."""
         context = self.context(message)
         avoid = ()
         if context is not None:
             avoid = [(c.doc_id, c.start, c.end) for c in self.history[-1][1].citations]
-        answer = self.assistant.ask(message, context=context, avoid=avoid)
+        question = message
+        if context is not None and self.assistant.settings.llm_enabled:
+            # With a language model, the follow-up is rewritten as a standalone question.
+            from assistant.llm import condense_question, format_history
+
+            question = condense_question(self.assistant.settings,
+                                         format_history(self.history), message)
+        answer = self.assistant.ask(question, context=context, avoid=avoid,
+                                    on_token=on_token)
         topic = message if context is None else f"{context} {message}"
         if not answer.abstained and answer.citations:
             topic = f"{topic} {answer.short_answer or ''}".strip()

@@ -33,6 +33,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-score", dest="min_score", type=float,
                    help="abstain below this evidence score (ASSISTANT_MIN_SCORE)")
     g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    m = parser.add_argument_group(
+        "generative answers (optional, pip install 'assistant[llm]'; also ASSISTANT_LLM_*)")
+    m.add_argument("--llm-url", dest="llm_url",
+                   help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 for Ollama")
+    m.add_argument("--llm-model", dest="llm_model", help="the model's name on that server")
+    m.add_argument("--llm-api-key", dest="llm_api_key",
+                   help="API key, when the server needs one (prefer ASSISTANT_LLM_API_KEY)")
+    m.add_argument("--llm-timeout", dest="llm_timeout", type=float,
+                   help="seconds to wait for the server before answering extractively (30)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,14 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Environment settings overridden by the flags that were given."""
-    keys = ("corpus", "store", "chroma_url", "top_k", "min_score", "host", "port", "auth")
+    keys = ("corpus", "store", "chroma_url", "top_k", "min_score", "host", "port", "auth",
+            "llm_url", "llm_model", "llm_api_key", "llm_timeout")
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 
-def format_answer(answer: Answer) -> str:
-    """An answer with its numbered sources, for the terminal."""
-    lines = [answer.text]
-    if answer.notice:
+def format_answer(answer: Answer, with_text: bool = True) -> str:
+    """An answer with its numbered sources, for the terminal (only the sources when
+    ``with_text`` is false: the text was streamed)."""
+    lines = [answer.text] if with_text else []
+    if answer.notice and with_text:
         lines.insert(0, f"({answer.notice})")
     if answer.citations:
         lines.append("")
@@ -103,7 +114,35 @@ def _ingest(bot: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stream:
+    """Prints a generated answer's text as it arrives, then its sources."""
+
+    def __init__(self) -> None:
+        self.streamed = False
+
+    def __call__(self, delta: str) -> None:
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+        self.streamed = self.streamed or bool(delta)
+
+    def finish(self, answer: Answer) -> None:
+        """The sources after the streamed text; the whole answer when nothing streamed or
+        the model failed midway (the extractive answer, with its notice)."""
+        if not self.streamed:
+            print(format_answer(answer))
+            return
+        print()
+        tail = format_answer(answer, with_text=False) if answer.backend == "llm" else (
+            format_answer(answer))
+        if tail:
+            print(tail)
+
+
 def _ask(bot: Any, args: argparse.Namespace) -> int:
+    if bot.settings.llm_enabled and not args.json:
+        stream = _Stream()
+        stream.finish(bot.ask(args.question, on_token=stream))
+        return 0
     answer = bot.ask(args.question)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
@@ -132,18 +171,23 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
             session.reset()
             print("(conversation cleared)")
             continue
+        stream = _Stream() if bot.settings.llm_enabled else None
         try:
-            answer = session.send(line)
+            answer = session.send(line, on_token=stream)
         except AssistantError as exc:
             print(f"error: {exc}")
             continue
-        print(format_answer(answer))
+        if stream is not None:
+            stream.finish(answer)
+        else:
+            print(format_answer(answer))
         print()
 
 
 def _serve(bot: Any, args: argparse.Namespace) -> int:
-    from assistant.web import serve
+    from assistant.web import check_bind, serve
 
+    check_bind(bot.settings.host, bot.settings.auth)  # refuse an unsafe bind before ingesting
     if not args.no_ingest:
         print(bot.ingest().summary(), flush=True)
     return serve(bot)

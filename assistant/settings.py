@@ -33,17 +33,21 @@ class Settings:
     chunk_overlap_tokens: int = 40
     min_score: float = 0.42
     max_question_chars: int = 2000
-    lock_timeout: float = 30.0
+    lock_timeout: float = 30.0  # seconds a second ingest waits for the store's lock
+    # Corpus files larger than this are skipped with a warning: at ~80 sentences/s a
+    # 10 MB file takes some 20 minutes to embed, a 50 MB one hours.
+    max_file_mb: float = 10.0
     embed_batch_size: int = 32
     llm_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     llm_timeout: float = 30.0
+    prompts_dir: Path | None = None  # the LLM's prompt templates (default: the project's prompts/)
     host: str = "127.0.0.1"
     port: int = 7860
     auth: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 5_000_000
-    concurrency: int = 4
+    concurrency: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -68,6 +72,10 @@ class Settings:
             raise AssistantError("chunk_overlap_tokens must be between 0 and chunk_tokens")
         if s.max_question_chars < 1:
             raise AssistantError("max_question_chars must be positive")
+        if not 0 <= s.lock_timeout <= 86_400:  # also rejects nan
+            raise AssistantError("lock_timeout must be between 0 and 86400 seconds")
+        if not 0 < s.max_file_mb <= 1_000_000:
+            raise AssistantError("max_file_mb must be a positive number of megabytes")
         return s
 
     @property

@@ -69,6 +69,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "retrieved": list(self.retrieved),
             "latency_ms": round(self.latency_ms, 1),
+            "backend": self.backend,
         }
         if self.notice:
             data["notice"] = self.notice

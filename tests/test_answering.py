@@ -91,7 +91,7 @@ def test_typos_are_repaired_against_the_passages() -> None:
     assert stem("arrest") in q.stems
 
 
-def test_role_question_needs_the_role_holder(tmp_path, embed_model) -> None:  # noqa: ANN001
+def test_role_question_needs_the_role_holder(tmp_path, embed_model) -> None:
     from assistant.core import Assistant
 
     corpus = tmp_path / "corpus"
