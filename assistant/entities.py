@@ -26,6 +26,13 @@ _TITLED = re.compile(
     r"\b(?:[A-Z][\w’'-]*|[A-Z]{2,})(?:\s+(?:of|the|and|for|on|in|it|It|[A-Z][\w’'-]*|"
     r"[A-Z]{2,}))*\s+(?:[A-Z][\w’'-]*|[A-Z]{2,})\b"
 )
+_DATE_CUE = re.compile(
+    r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b|"
+    r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\b(?:this|last|next|past|earlier|later|"
+    r"coming|previous|same|that)\b|\bago\b|\b(?:today|yesterday|tomorrow|tonight|"
+    r"spring|summer|autumn|fall|winter|weekend|century|decade|quarter)\b",
+    re.IGNORECASE,
+)
 _YEAR = re.compile(r"(?:1[89]|20)\d\d")
 _AGE = re.compile(r"\b(?:\d+|[a-z]+)[- ](?:years?|months?)[- ]old\b|\baged? \d+\b",
                   re.IGNORECASE)
@@ -93,6 +100,8 @@ def _entities(text: str, doc: Any) -> list[Entity]:
                 label = "DATE"  # "in 2023" is a year, not a count
             if label == "DATE" and _AGE.search(ent.text):
                 label = "AGE"  # "a 70-year-old" is an age, not a date
+            elif label == "DATE" and not _DATE_CUE.search(ent.text):
+                continue  # "a hard year" is no date
             if label in ("GPE", "NORP"):
                 m = _GROUP.match(text, e)
                 if m:  # "the U.S. government", "Russian authorities"

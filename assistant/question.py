@@ -172,6 +172,8 @@ ROLES = frozenset(
     doctor surgeon teacher principal pilot driver architect engineer investor buyer seller
     victim suspect witness winner""".split()
 )
+# Plain people: a role only in "the name of the man", "who is the woman …".
+PEOPLE = frozenset("man woman boy girl person child teenager resident passenger patient".split())
 _ROLE_VERBS = {"manages": "manager", "managed": "manager", "coaches": "coach",
                "coached": "coach", "leads": "leader", "led": "leader", "heads": "head",
                "headed": "head", "owns": "owner", "owned": "owner", "founded": "founder",
@@ -191,8 +193,9 @@ def asked_role(text: str) -> str | None:
     if m and m.group(1) in _ROLE_VERBS:
         return _ROLE_VERBS[m.group(1)]
     for m in _ROLE_TRIGGERS.finditer(low):
+        plain_ok = not m.group().lstrip().startswith(("which", "what"))
         for word in re.findall(r"[a-z-]+", low[m.end() :])[:4]:
-            if word in ROLES:
+            if word in ROLES or (plain_ok and word in PEOPLE):
                 return word
             if word in ("of", "in", "at", "for", "did", "does", "do", "is", "was", "has"):
                 break
