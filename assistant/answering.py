@@ -25,7 +25,7 @@ from assistant.types import Answer, Citation, Passage
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
 # Answer types specific enough that a window without such an entity cannot answer.
 STRICT_TYPES = frozenset(
-    {"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE"})
+    {"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE", "GPE"})
 _PRONOUN_START = re.compile(r"^[\"“‘']?(She|He|They|It|This|That|These|Those|Her|His)\b")
 
 

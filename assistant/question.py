@@ -31,6 +31,7 @@ TYPE_LABELS: dict[str, tuple[str, ...]] = {
     "DATE": ("DATE", "TIME"),
     "DURATION": ("DATE", "TIME", "QUANTITY"),
     "PLACE": ("GPE", "LOC", "FAC"),
+    "GPE": ("GPE",),
     "PERSON": ("PERSON", "ORG", "GPE_GROUP", "NORP"),
     "ORG": ("ORG", "GPE_GROUP"),
     "NAME": ("LAW", "WORK_OF_ART", "EVENT", "ORG", "PRODUCT", "TITLED"),
@@ -55,6 +56,8 @@ _TYPE_RULES: list[tuple[str, str]] = [
     (r"\bhow long\b", "DURATION"),
     (r"\bwhen\b|\b(?:what|which)" + _MOD + r"\s+(?:year|month|day|date|time|decade|week)s?\b"
      r"|\bsince when\b", "DATE"),
+    (_WHAT + _MOD + r"\s+(?:country|countries|city|cities|state|states|town|towns|nation)\b",
+     "GPE"),
     (r"\bwhere\b|\b(?:what|which)" + _MOD + r"\s+(?:country|countries|city|cities|state|"
      r"place|region|town|territory|territories|continent|location)\b", "PLACE"),
     (_WHAT + _MOD + r"\s+(?:organi[sz]ation|court|tribunal|agency|body|"
@@ -173,7 +176,10 @@ ROLES = frozenset(
     victim suspect witness winner""".split()
 )
 # Plain people: a role only in "the name of the man", "who is the woman …".
-PEOPLE = frozenset("man woman boy girl person child teenager resident passenger patient".split())
+PEOPLE = frozenset(
+    """man woman boy girl person child teenager resident passenger patient men women boys girls
+    people persons children teenagers residents passengers patients""".split()
+)
 _ROLE_VERBS = {"manages": "manager", "managed": "manager", "coaches": "coach",
                "coached": "coach", "leads": "leader", "led": "leader", "heads": "head",
                "headed": "head", "owns": "owner", "owned": "owner", "founded": "founder",
@@ -181,7 +187,7 @@ _ROLE_VERBS = {"manages": "manager", "managed": "manager", "coaches": "coach",
                "directed": "director"}
 _ROLE_TRIGGERS = re.compile(
     r"\bwho (?:is|was|are|were) (?:the|a|an|their|its|his|her)\s+|\b(?:which|what)\s+"
-    r"|\bname of (?:the|a|an|their|its)\s+"
+    r"|\bnames? of (?:(?:one|any|some|each) of )?(?:the|a|an|their|its)\s+"
 )
 
 

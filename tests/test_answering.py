@@ -104,3 +104,30 @@ def test_role_question_needs_the_role_holder(tmp_path, embed_model) -> None:
     bot.ingest()
     assert bot.ask("Who is the mayor?").short_answer == "Helen Varga"
     assert bot.ask("Who is the city's police chief?").abstained
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Which city did he visit?", "GPE"),
+        ("How much did the flood cost her?", "MONEY"),
+        ("How much are the libraries getting?", "AMOUNT"),
+        ("How many employees does the company have?", "NUMBER"),
+        ("What is the name of one of the reunited children?", "PERSON"),
+    ],
+)
+def test_more_answer_types(question: str, kind: str) -> None:
+    assert analyze(question).answer_type == kind
+
+
+def test_numbers_inside_dates_and_sums_are_not_counts() -> None:
+    from assistant.answering import _typed
+    from assistant.entities import EntityTagger
+    from assistant.question import TYPE_LABELS
+
+    q = analyze("How many people were evacuated?")
+    text = "A $7.5 million fund was set up in the past 24 hours; 4,300 people left."
+    ents = EntityTagger().tag([text])[0]
+    typed = [e.text for e in _typed(ents, TYPE_LABELS["NUMBER"], q)]
+    assert "4,300" in typed
+    assert not any("7.5" in t or "24" in t for t in typed)
