@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,16 +92,22 @@ def _quoted_regions(para: str) -> list[tuple[int, int]]:
 def _split_paragraph(text: str, p_start: int, p_end: int) -> list[tuple[int, int]]:
     para = text[p_start:p_end]
     quoted = _quoted_regions(para)
+    # The regions are sorted and disjoint: only the last one opening before a boundary
+    # can contain it (a bisection keeps long, quote-heavy paragraphs linear).
+    quote_starts = [a for a, _ in quoted]
     spans = []
     sent_start = 0
     for m in _BOUNDARY.finditer(para):
         cut = m.end()
         if not _STARTER.match(para, cut):
             continue
-        if any(a < m.start() and cut - 1 < b for a, b in quoted):
+        k = bisect_left(quote_starts, m.start()) - 1
+        if k >= 0 and cut - 1 < quoted[k][1]:
             continue
+        # Only the word before the period matters: look at a bounded window, not the whole
+        # sentence so far ("Mr. Mr. Mr. …" would otherwise take quadratic time).
         if para[m.start()] == "." and m.group().rstrip(_CLOSERS) == "." and _is_abbreviation(
-            para[sent_start : m.start()]
+            para[max(sent_start, m.start() - 80) : m.start()]
         ):
             continue
         s, e = _strip(para, sent_start, cut)
@@ -207,12 +214,18 @@ def _cut_long(text: str, s: int, e: int, limit: int) -> list[tuple[int, int, int
                 break
             j += 1
         if j == i + 1 and count_tokens(text[piece_start : words[i][1]]) > limit:
-            # A single huge "word": cut it by characters.
+            # A single huge "word": cut it by characters, into pieces that fit the limit
+            # (a character can be several tokens: CJK, emoji, rare scripts).
             ws, we = words[i]
-            step = max(1, limit * 2)
-            for cs in range(ws, we, step):
-                ce = min(we, cs + step)
-                pieces.append((cs, ce, count_tokens(text[cs:ce])))
+            cs = ws
+            while cs < we:
+                ce = min(we, cs + max(1, limit * 2))
+                n = count_tokens(text[cs:ce])
+                while n > limit and ce - cs > 1:
+                    ce = cs + max(1, (ce - cs) * limit // n)
+                    n = count_tokens(text[cs:ce])
+                pieces.append((cs, ce, n))
+                cs = ce
             i += 1
             continue
         piece_end = words[j - 1][1]

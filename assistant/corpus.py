@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".md")
-MAX_FILE_BYTES = 64 * 1024 * 1024
+# Files above this size are skipped with a warning (Settings.max_file_mb,
+# ASSISTANT_MAX_FILE_MB): embedding runs at ~80 sentences/s, so 10 MB already takes
+# some 20 minutes; a bigger file is almost always a dump, not an article.
+MAX_FILE_BYTES = 10 * 1024 * 1024
 HEADER_KEYS = ("published", "date", "author", "by", "source", "updated", "byline")
 _HEADER_RE = re.compile(r"^\s*(?P<key>[A-Za-z]+)\s*:\s*(?P<value>.*\S)?\s*$")
 
@@ -38,14 +42,22 @@ class Article:
 
 
 class SkippedFile(Exception):
-    """A corpus file that cannot be read as an article (the message says why)."""
+    """A corpus file that cannot be read as an article (the message says why).
+
+    ``transient`` marks a file that exists but could not be read this time (permissions,
+    an I/O error, a link to a missing target): the store keeps what it has of it.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def read_text(path: Path | str) -> str:
     """The file's text as the assistant reads it: citation offsets index into this string.
 
-    UTF-8 (a BOM is dropped), falling back to Windows-1252/Latin-1; line endings
-    normalised to ``\\n``.
+    UTF-8 (a BOM is dropped), falling back to Windows-1252/Latin-1, or UTF-16 when the
+    file starts with its byte-order mark; line endings normalised to ``\\n``.
     """
     data = Path(path).read_bytes()
     return decode(data)
@@ -53,6 +65,13 @@ def read_text(path: Path | str) -> str:
 
 def decode(data: bytes) -> str:
     """Decode file bytes the way :func:`read_text` does; raises SkippedFile for binary data."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and not data.startswith(b"\xff\xfe\x00\x00"):
+        # UTF-16 with a byte-order mark (Windows Notepad's "Unicode"): text, not binary.
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise SkippedFile("binary file") from None
+        return text.replace("\r\n", "\n").replace("\r", "\n")
     if b"\x00" in data[:8192]:
         raise SkippedFile("binary file")
     try:
@@ -75,11 +94,20 @@ def doc_id_for(relpath: str) -> str:
     return relpath.replace(os.sep, "/")
 
 
-def iter_corpus_files(corpus: Path) -> Iterator[Path]:
+def iter_corpus_files(corpus: Path, errors: list[tuple[Path, str]] | None = None
+                      ) -> Iterator[Path]:
     """Every ``.txt``/``.md`` file under ``corpus``, recursively, sorted, without following
-    directory symlink loops or hidden folders."""
+    directory symlink loops or hidden folders.
+
+    Folders that cannot be listed are appended to ``errors`` as ``(path, reason)``.
+    """
     seen_dirs: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(corpus, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:
+        if errors is not None:
+            errors.append((Path(exc.filename or corpus), exc.strerror or str(exc)))
+
+    for root, dirs, files in os.walk(corpus, onerror=unreadable, followlinks=True):
         try:
             st = os.stat(root)
         except OSError:
@@ -97,20 +125,49 @@ def iter_corpus_files(corpus: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
-def load_article(corpus: Path, path: Path) -> Article:
+def _too_large(max_bytes: int) -> str:
+    return f"larger than the {max_bytes / (1024 * 1024):.3g} MB limit (ASSISTANT_MAX_FILE_MB)"
+
+
+def read_limited(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; raises SkippedFile otherwise.
+
+    A FIFO or device named ``*.txt`` is refused before it is read (reading one would
+    block or never end), and the read stops after ``max_bytes`` even if the file grows.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise SkippedFile("not a regular file")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    with open(os.open(path, flags), "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SkippedFile("not a regular file")
+        if st.st_size > max_bytes:
+            raise SkippedFile(_too_large(max_bytes))
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise SkippedFile(_too_large(max_bytes))
+    return data
+
+
+def load_article(corpus: Path, path: Path, max_bytes: int = MAX_FILE_BYTES) -> Article:
     """Read and parse one file; raises SkippedFile when it is not a usable article."""
     rel = doc_id_for(os.path.relpath(path, corpus))
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SkippedFile(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
-        text = read_text(path)
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 in a name cannot be stored, embedded or cited.
+        raise SkippedFile("the file name is not valid UTF-8; rename the file") from None
+    try:
+        text = decode(read_limited(path, max_bytes))
     except PermissionError:
-        raise SkippedFile("permission denied") from None
+        raise SkippedFile("permission denied", transient=True) from None
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise SkippedFile("broken symbolic link", transient=True) from None
         raise SkippedFile("file vanished while reading") from None
     except OSError as exc:
-        raise SkippedFile(exc.strerror or str(exc)) from None
+        raise SkippedFile(exc.strerror or str(exc), transient=True) from None
     if not text.strip():
         raise SkippedFile("empty file")
     if _looks_binary(text):

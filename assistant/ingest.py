@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from assistant.chunking import chunk_article
-from assistant.corpus import Article, SkippedFile, iter_corpus_files, load_article
+from assistant.corpus import (
+    MAX_FILE_BYTES,
+    Article,
+    SkippedFile,
+    doc_id_for,
+    iter_corpus_files,
+    load_article,
+)
 from assistant.retrieval import build_bm25, make_node
 from assistant.settings import AssistantError, Settings
 from assistant.store import Store, chunk_id, ingest_lock, sentence_id
@@ -36,27 +46,43 @@ def corpus_fingerprint(docs: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = None
-         ) -> list[Article]:
+def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = None,
+         keep: set[str] | None = None, max_bytes: int = MAX_FILE_BYTES) -> list[Article]:
     """Every readable article; unreadable or duplicate files are recorded as skipped.
 
     Of files with identical content, the one already stored is kept (else the first).
+    Files and folders that could not be read this time (permissions, I/O errors) are
+    added to ``keep`` (folders as ``"name/"`` prefixes): the store keeps what it has of
+    them. Empty, binary, over-large and duplicate files are not kept.
     """
     if not corpus.exists():
         raise AssistantError(f"corpus directory not found: {corpus}")
     if not corpus.is_dir():
         raise AssistantError(f"corpus is not a directory: {corpus}")
     stored = stored or {}
+    keep = set() if keep is None else keep
     loaded: list[Article] = []
-    for path in iter_corpus_files(corpus):
+    unlisted: list[tuple[Path, str]] = []
+    for path in iter_corpus_files(corpus, errors=unlisted):
         try:
-            article = load_article(corpus, path)
+            article = load_article(corpus, path, max_bytes)
+            if not article.text[article.body_start :].strip():
+                raise SkippedFile("no article text after the header lines")
         except SkippedFile as exc:
-            rel = str(path.relative_to(corpus))
+            rel = doc_id_for(os.path.relpath(path, corpus))
             report.skipped.append((rel, str(exc)))
-            log.warning("skipped %s: %s", rel, exc)
+            log.info("skipped %s: %s", rel, exc)
+            if exc.transient:
+                keep.add(rel)
             continue
         loaded.append(article)
+    for folder, reason in unlisted:
+        rel = doc_id_for(os.path.relpath(folder, corpus))
+        if rel == ".":
+            raise AssistantError(f"cannot read the corpus directory {corpus}: {reason}")
+        report.skipped.append((rel + "/", f"folder not readable: {reason}"))
+        log.info("skipped folder %s: %s", rel, reason)
+        keep.add(rel + "/")
     keeper: dict[str, str] = {}
     for a in sorted(loaded, key=lambda a: (a.doc_id not in stored, a.doc_id)):
         keeper.setdefault(a.sha256, a.doc_id)
@@ -66,7 +92,7 @@ def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = Non
             articles.append(a)
         else:
             report.skipped.append((a.path, f"same content as {keeper[a.sha256]}"))
-            log.warning("skipped %s: same content as %s", a.path, keeper[a.sha256])
+            log.info("skipped %s: same content as %s", a.path, keeper[a.sha256])
     return articles
 
 
@@ -76,17 +102,24 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
     started = time.perf_counter()
     report = IngestReport()
     with ingest_lock(settings.store, settings.lock_timeout):
+        _remove_leftovers(settings.store)
+        max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
+        keep: set[str] = set()
         if rebuild:
-            # Scan first: a bad corpus must not cost the store.
-            articles = scan(settings.corpus, report)
-            store.drop()
+            # Scan first: a bad corpus must not cost the store. The store itself may be
+            # damaged beyond opening: reset() then starts it afresh.
+            articles = scan(settings.corpus, report, keep=keep, max_bytes=max_bytes)
+            store.reset()
             stored = {}
         else:
             stored = store.stored_docs()
-            articles = scan(settings.corpus, report, stored)
+            articles = scan(settings.corpus, report, stored, keep=keep, max_bytes=max_bytes)
         current = {a.doc_id for a in articles}
-        # Unreadable files keep what the store has of them; duplicates do not.
-        skipped_ids = {p for p, why in report.skipped if not why.startswith("same content")}
+
+        def kept(doc_id: str) -> bool:
+            # Files that could not be read this time keep what the store has of them.
+            return doc_id in keep or any(doc_id.startswith(k) for k in keep if k[-1:] == "/")
+
         todo: list[Article] = []
         for article in articles:
             have = stored.get(article.doc_id)
@@ -100,7 +133,8 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                 else:
                     report.new += 1
         for doc_id in stored:
-            if doc_id not in current and doc_id not in skipped_ids:
+            if doc_id not in current and not kept(doc_id):
+                log.info("removing %s", doc_id)
                 store.delete_doc(doc_id)
                 report.removed += 1
         total = sum(len(a.body) for a in todo)
@@ -110,15 +144,52 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             done += sum(len(a.body) for a in group)
             if progress:
                 progress(done, total)
-        docs = {d: s.sha256 for d, s in store.stored_docs().items() if s.complete}
+        held = store.stored_docs()
+        docs = {d: s.sha256 for d, s in held.items() if s.complete}
         fingerprint = corpus_fingerprint(docs)
         changed = bool(todo or report.removed or rebuild)
-        if changed or store.fingerprint() != fingerprint:
+        # After a killed run the recorded fingerprint, the sentence count or the BM25
+        # index disagree with the store: finish that run's work.
+        if (changed or store.fingerprint() != fingerprint
+                or store.recorded_sentences() != store.sentence_count()
+                or _bm25_fingerprint(store) != fingerprint):
+            orphans = store.delete_orphan_sentences(set(held))
+            if orphans:
+                log.info("removed the sentences of %d interrupted article(s)", orphans)
+            log.info("building the BM25 index of %d article(s)", len(docs))
             build_bm25(store, fingerprint)
-            store.set_fingerprint(fingerprint)
+            store.set_fingerprint(fingerprint, sentences=store.sentence_count())
         report.chunks = store.count()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _bm25_fingerprint(store: Store) -> str | None:
+    """The fingerprint the persisted BM25 index was built for (None when there is none)."""
+    from assistant.retrieval import _bm25_dir
+
+    try:
+        return (_bm25_dir(store) / "fingerprint").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _remove_leftovers(store_dir: Path) -> None:
+    """Temporary directories of killed runs: half-written BM25 indexes and word vectors
+    (``.bm25-*``, ``.words-*``), the previous ones set aside (``*.old``) and directories
+    being deleted (``.*.deleting-*``). Only called under the ingest lock, only inside the
+    store. (The word vectors are written after the lock is released: a concurrent writer's
+    temporary directory removed here costs it a warning; the next ingest writes them.)"""
+    patterns = [(store_dir, ".*.deleting-*"), (store_dir / "chroma", ".*.deleting-*")]
+    for sub, prefix in (("bm25", ".bm25-*"), ("words", ".words-*")):
+        patterns += [(store_dir / sub, prefix), (store_dir / sub, "*.old"),
+                     (store_dir / sub, ".*.deleting-*")]
+    for folder, pattern in patterns:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for leftover in folder.glob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]]:
@@ -150,9 +221,11 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
         s_from = len(texts)
         texts.extend(a.text[s:e] for s, e in sentences)
         plans.append((a, chunks, sentences, c_from, s_from))
+    log.info("embedding %d texts of %d article(s)", len(texts), len(group))
     vectors = embed_model.embed(texts) if texts else []
     written = 0
     for a, chunks, sentences, c_from, s_from in plans:
+        log.info("writing %s (%d chunks, %d sentences)", a.doc_id, len(chunks), len(sentences))
         store.delete_doc(a.doc_id)
         if sentences:
             store.add(

@@ -6,7 +6,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
+import re
+import shutil
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,6 +23,8 @@ from urllib.parse import urlparse
 from assistant.settings import AssistantError, Settings
 
 SCHEMA = "1"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +47,20 @@ def _chroma_settings() -> Any:
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
+def _chroma_failed(exc: BaseException) -> bool:
+    """True for an error of Chroma or its database. Chroma's Rust core reports some
+    failures (a damaged database file) as ``pyo3_runtime.PanicException``, which derives
+    from BaseException, not Exception."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return False
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def open_client(settings: Settings) -> Any:
     """A Chroma client: HTTP when ``chroma_url`` is set, else persistent under the store."""
     import chromadb
@@ -57,7 +77,9 @@ def open_client(settings: Settings) -> Any:
                 settings=_chroma_settings(),
             )
             client.heartbeat()
-        except Exception as exc:
+        except BaseException as exc:
+            if not _chroma_failed(exc):
+                raise
             raise AssistantError(
                 f"cannot reach the Chroma server at {settings.chroma_url}: "
                 f"{type(exc).__name__}"
@@ -67,9 +89,11 @@ def open_client(settings: Settings) -> Any:
     try:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-    except Exception as exc:
+    except BaseException as exc:
+        if not _chroma_failed(exc):
+            raise
         raise AssistantError(
-            f"cannot open the store at {path} ({type(exc).__name__}: {exc}); "
+            f"cannot open the store at {path} ({_reason(exc)}); "
             "run `assistant ingest --rebuild` to rebuild it from the corpus"
         ) from None
 
@@ -79,7 +103,7 @@ class Store:
 
     def __init__(self, settings: Settings, model_name: str, client: Any | None = None) -> None:
         self.settings = settings
-        self.client = client or open_client(settings)
+        self._client = client
         self.name = settings.collection_name
         self.expected = {
             "embed_model": model_name,
@@ -89,11 +113,39 @@ class Store:
         self._chunks: Any = None
         self._sentences: Any = None
 
+    @property
+    def client(self) -> Any:
+        """The Chroma client, opened on first use (``ingest`` takes the store's lock first)."""
+        if self._client is None:
+            self._client = open_client(self.settings)
+        return self._client
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Chroma's failures as one-line AssistantErrors that say what to do."""
+        try:
+            yield
+        except AssistantError:
+            raise
+        except BaseException as exc:
+            if not _chroma_failed(exc):
+                raise
+            if self.settings.chroma_url:
+                raise AssistantError(
+                    f"the Chroma server at {self.settings.chroma_url} failed ({_reason(exc)})"
+                ) from None
+            raise AssistantError(
+                f"the store at {self.settings.store / 'chroma'} is damaged or unreadable "
+                f"({_reason(exc)}); run `assistant ingest --rebuild` to rebuild it from the "
+                "corpus"
+            ) from None
+
     # -- collections --------------------------------------------------------------------
     def exists(self) -> bool:
         """True when the chunk collection exists."""
+        client = self.client
         try:
-            self.client.get_collection(self.name)
+            client.get_collection(self.name, embedding_function=None)
         except Exception:
             return False
         return True
@@ -119,9 +171,11 @@ class Store:
             )
         except AssistantError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not _chroma_failed(exc):
+                raise
             raise AssistantError(
-                f"cannot open collection {name!r} ({type(exc).__name__}: {exc}); "
+                f"cannot open collection {name!r} ({_reason(exc)}); "
                 "run `assistant ingest --rebuild` to rebuild it from the corpus"
             ) from None
         meta = col.metadata or {}
@@ -141,18 +195,159 @@ class Store:
                 self.client.delete_collection(name)
         self._chunks = self._sentences = None
 
+    def reset(self) -> None:
+        """Start afresh (``ingest --rebuild``; call it holding :func:`ingest_lock`).
+
+        Drops both collections and this corpus's BM25 index and word vectors. When the
+        embedded store cannot be opened, fails its integrity check or cannot drop its
+        collections, its ``chroma``, ``bm25`` and ``words`` directories are deleted instead
+        — only those, only inside the store directory — and empty ones are created on next
+        use. On a Chroma server only the two collections are dropped.
+        """
+        names = (self.name, self.name + "-sentences")
+        problem = None if self.settings.chroma_url else self._integrity_problem()
+        if problem is None:
+            try:
+                with self._guard():
+                    for name in names:
+                        try:
+                            self.client.delete_collection(name)
+                        except Exception as exc:
+                            if type(exc).__name__ != "NotFoundError":
+                                raise
+                self._chunks = self._sentences = None
+                self.count()
+                _ = self.sentences
+            except AssistantError as exc:
+                if self.settings.chroma_url:
+                    raise
+                problem = str(exc)
+        if problem is not None:
+            log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
+                        self.settings.store, problem)
+            self._forget_client()
+            for sub in ("chroma", "bm25", "words"):
+                try:
+                    _remove_inside(self.settings.store, self.settings.store / sub)
+                except OSError as exc:
+                    raise AssistantError(
+                        f"cannot delete {self.settings.store / sub}: {exc.strerror or exc}"
+                    ) from None
+        else:
+            # The BM25 index and the word vectors (which depend on the embedding model) of
+            # this corpus are derived from the collections: they go with them.
+            for sub in ("bm25", "words"):
+                _remove_inside(self.settings.store, self.settings.store / sub / self.name)
+            self._remove_orphan_segments()
+        self._chunks = self._sentences = None
+
+    def _remove_orphan_segments(self) -> None:
+        """Delete the vector-index folders of dropped collections: Chroma leaves them
+        behind, and each rebuild would otherwise leave a copy of the index on disk."""
+        if self.settings.chroma_url:
+            return
+        folder = self.settings.store / "chroma"
+        db = folder / "chroma.sqlite3"
+        try:
+            con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+            try:
+                live = {str(row[0]) for row in con.execute("SELECT id FROM segments")}
+            finally:
+                con.close()
+        except (sqlite3.Error, OSError) as exc:
+            log.info("not cleaning %s: %s", folder, exc)
+            return
+        for sub in folder.iterdir():
+            if (_UUID.fullmatch(sub.name) and sub.name not in live and sub.is_dir()
+                    and not sub.is_symlink()):
+                _remove_inside(self.settings.store, sub)
+
+    def _integrity_problem(self) -> str | None:
+        """Why the embedded store's database is unusable (sqlite's quick_check), or None."""
+        db = self.settings.store / "chroma" / "chroma.sqlite3"
+        if not db.exists():
+            return None
+        try:
+            con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+            try:
+                rows = con.execute("PRAGMA quick_check").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None  # in use by another process: busy, not damaged
+            return f"{db}: {exc}"
+        if rows != [("ok",)]:
+            return f"{db}: " + " ".join("; ".join(str(r[0]) for r in rows[:3]).split())[:300]
+        return None
+
+    def _forget_client(self) -> None:
+        """Drop this process's Chroma client of the embedded store, and Chroma's cached
+        system for its path, so that the directory can be deleted and opened anew."""
+        self._client = None
+        self._chunks = self._sentences = None
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            systems = SharedSystemClient._identifier_to_system
+            refcounts = SharedSystemClient._identifier_to_refcount
+        except (ImportError, AttributeError):
+            return
+        target = (self.settings.store / "chroma").resolve()
+        for ident in list(systems):
+            if ident in ("", "ephemeral") or Path(ident).resolve() != target:
+                continue
+            system = systems.pop(ident, None)
+            refcounts.pop(ident, None)
+            try:
+                if system is not None:
+                    system.stop()
+            except BaseException as exc:
+                if not _chroma_failed(exc):
+                    raise
+                log.info("stopping the damaged store's Chroma system: %s", _reason(exc))
+
     # -- state ----------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """The corpus fingerprint recorded by the last complete ingest ('' if none)."""
-        return str((self.chunks.metadata or {}).get("fingerprint", ""))
+        """The corpus fingerprint recorded by the last complete ingest ('' if none).
 
-    def set_fingerprint(self, value: str) -> None:
-        """Record the corpus fingerprint once an ingest has completed."""
-        meta = dict(self.chunks.metadata or {})
+        Read afresh each time, so that a long-running reader (the chat page) notices an
+        ingest or a rebuild made by another process.
+        """
+        return str((self._fresh_chunks().metadata or {}).get("fingerprint", ""))
+
+    def recorded_sentences(self) -> int | None:
+        """The sentence count recorded with the fingerprint (None if none)."""
+        value = (self._fresh_chunks().metadata or {}).get("sentences")
+        return int(value) if isinstance(value, int | float) else None
+
+    def _fresh_chunks(self) -> Any:
+        if self._chunks is None:
+            return self.chunks
+        with self._guard():
+            try:
+                col = self.client.get_collection(self.name, embedding_function=None)
+            except Exception as exc:
+                if type(exc).__name__ != "NotFoundError":
+                    raise
+                col = None
+        if col is None or col.id != self._chunks.id:
+            # Dropped or rebuilt by another process: open it again, checking its settings.
+            self._chunks = self._sentences = None
+            return self.chunks
+        self._chunks = col
+        return col
+
+    def set_fingerprint(self, value: str, sentences: int | None = None) -> None:
+        """Record the corpus fingerprint (and sentence count) once an ingest has completed."""
+        meta = dict(self._fresh_chunks().metadata or {})
         meta.update(self.expected)
         meta["fingerprint"] = value
+        if sentences is not None:
+            meta["sentences"] = int(sentences)
         meta.pop("hnsw:space", None)
-        self.chunks.modify(metadata=meta)
+        with self._guard():
+            self.chunks.modify(metadata=meta)
 
     def stored_docs(self) -> dict[str, StoredDoc]:
         """Every article the store holds, with its hash and chunk counts."""
@@ -160,6 +355,7 @@ class Store:
         info: dict[str, tuple[str, int]] = {}
         for metas in self._iter_metadatas(self.chunks):
             for m in metas:
+                m = m or {}
                 doc = str(m.get("doc_id", ""))
                 counts[doc] += 1
                 info.setdefault(doc, (str(m.get("sha256", "")), int(m.get("n_chunks", 0))))
@@ -167,12 +363,31 @@ class Store:
 
     def count(self) -> int:
         """Number of chunks stored."""
-        return int(self.chunks.count())
+        with self._guard():
+            return int(self.chunks.count())
+
+    def sentence_count(self) -> int:
+        """Number of sentence vectors stored."""
+        with self._guard():
+            return int(self.sentences.count())
+
+    def delete_orphan_sentences(self, doc_ids: set[str]) -> int:
+        """Delete the sentence vectors of articles other than ``doc_ids`` (left behind when
+        an ingest was killed between writing or deleting an article's sentences and its
+        chunks); returns how many articles had some."""
+        orphans = {str((m or {}).get("doc_id", ""))
+                   for metas in self._iter_metadatas(self.sentences) for m in metas}
+        orphans -= set(doc_ids)
+        with self._guard():
+            for doc in sorted(orphans):
+                self.sentences.delete(where={"doc_id": doc})
+        return len(orphans)
 
     def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0
         while True:
-            got = col.get(include=["metadatas"], limit=page, offset=offset)
+            with self._guard():
+                got = col.get(include=["metadatas"], limit=page, offset=offset)
             metas = got.get("metadatas") or []
             if not metas:
                 return
@@ -185,7 +400,9 @@ class Store:
         """Every stored chunk as ``(id, text, metadata)``."""
         offset = 0
         while True:
-            got = self.chunks.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            with self._guard():
+                got = self.chunks.get(include=["documents", "metadatas"], limit=page,
+                                      offset=offset)
             ids = got.get("ids") or []
             yield from zip(ids, got["documents"], got["metadatas"], strict=True)
             if len(ids) < page:
@@ -194,28 +411,48 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
     def delete_doc(self, doc_id: str) -> None:
-        """Remove every chunk and sentence of an article."""
-        self.chunks.delete(where={"doc_id": doc_id})
-        self.sentences.delete(where={"doc_id": doc_id})
+        """Remove every chunk and sentence of an article (chunks first: an article without
+        chunks is not stored, and its sentences are redone or removed by the next ingest)."""
+        with self._guard():
+            self.chunks.delete(where={"doc_id": doc_id})
+            self.sentences.delete(where={"doc_id": doc_id})
 
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:
         """Add records in batches no larger than the server accepts."""
-        step = max(1, min(5000, int(self.client.get_max_batch_size())))
-        for b in range(0, len(ids), step):
-            col.add(
-                ids=ids[b : b + step],
-                embeddings=embeddings[b : b + step],
-                metadatas=metadatas[b : b + step],
-                documents=None if documents is None else documents[b : b + step],
-            )
+        with self._guard():
+            step = max(1, min(5000, int(self.client.get_max_batch_size())))
+            for b in range(0, len(ids), step):
+                col.add(
+                    ids=ids[b : b + step],
+                    embeddings=embeddings[b : b + step],
+                    metadatas=metadatas[b : b + step],
+                    documents=None if documents is None else documents[b : b + step],
+                )
 
     def sentence_vectors(self, ids: list[str]) -> dict[str, Any]:
         """The stored vectors of the given sentence ids (missing ids are left out)."""
         if not ids:
             return {}
-        got = self.sentences.get(ids=ids, include=["embeddings"])
+        with self._guard():
+            got = self.sentences.get(ids=ids, include=["embeddings"])
         return dict(zip(got["ids"], got["embeddings"], strict=True))
+
+
+def _remove_inside(store: Path, target: Path) -> None:
+    """Delete ``target`` (a directory of the store) without ever leaving ``store``: a
+    symbolic link is removed, not followed."""
+    root = store.resolve()
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+        return
+    if not target.is_dir():
+        return
+    if root not in target.resolve().parents:
+        raise AssistantError(f"refusing to delete {target}: it is not inside {store}")
+    aside = target.with_name(f".{target.name}.deleting-{os.getpid()}-{time.time_ns()}")
+    target.rename(aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def sentence_id(doc_id: str, sha256: str, start: int, end: int) -> str:
@@ -232,9 +469,14 @@ def chunk_id(doc_id: str, sha256: str, index: int) -> str:
 def ingest_lock(store: Path, timeout: float) -> Iterator[None]:
     """An exclusive file lock on the store: a second writer waits up to ``timeout`` s,
     then gets a clear error (Chroma is not safe for two writing processes)."""
-    store.mkdir(parents=True, exist_ok=True)
     path = store / "ingest.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise AssistantError(
+            f"cannot use the store directory {store}: {exc.strerror or exc}"
+        ) from None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -246,8 +488,9 @@ def ingest_lock(store: Path, timeout: float) -> Iterator[None]:
                     raise
                 if time.monotonic() >= deadline:
                     raise AssistantError(
-                        f"another ingest is running on {store} (lock {path}); "
-                        "try again when it has finished"
+                        f"another ingest is running on {store} (lock {path}; waited "
+                        f"{timeout:g} s, ASSISTANT_LOCK_TIMEOUT); try again when it has "
+                        "finished"
                     ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
