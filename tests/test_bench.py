@@ -1,0 +1,48 @@
+"""Smoke test of the performance benchmark at its smallest size (the real article), so
+that it cannot rot. The full benchmark is `make bench`, never part of the test run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evals import bench, synth
+
+
+def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    code = bench.main(["--sizes", "real", "--modes", "embedded", "--questions", "12",
+                       "--cold-runs", "1", "--inline", "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    row = data["results"][0]
+    m = row["embedded"]
+    assert m["chunks"] > 0 and m["ingest_s"] > 0 and m["floor_texts_per_s"] > 0
+    assert m["reingest_embedded"] == 0          # unchanged corpus: nothing embedded again
+    assert m["incr_embedded"] > 0               # a changed file is embedded again
+    assert m["questions"] == 12 and m["p50_ms"] > 0 and m["p99_ms"] >= m["p95_ms"]
+    assert m["cold_start_answer_ok"]            # `assistant ask` printed the right answer
+    assert m["hit5"] >= 0.9 and m["answer_acc"] >= 0.5
+    assert row["peer"]["peer_hit5"] > 0
+    table = (out / "results.md").read_text()
+    assert "| real | embedded |" in table
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pytest.skip("matplotlib (the bench extra) is not installed: no plot")
+    assert (out / "results.png").stat().st_size > 0
+
+
+def test_generated_corpus_is_reproducible_with_unique_questions(tmp_path: Path) -> None:
+    a = synth.generate(tmp_path / "a", 60, chunks_per_article=3.0)
+    b = synth.generate(tmp_path / "b", 60, chunks_per_article=3.0)
+    assert [f.question for f in a] == [f.question for f in b]
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.txt"))
+    assert files_a and files_a == sorted(p.relative_to(tmp_path / "b")
+                                         for p in (tmp_path / "b").rglob("*.txt"))
+    assert len({f.question for f in a}) == len(a)
+    for f in a:  # every planted answer is in its article
+        text = (tmp_path / "a" / f.doc_id).read_text()
+        assert f.sentence in text and f.answers[0] in f.sentence

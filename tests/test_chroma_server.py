@@ -1,0 +1,49 @@
+"""The core path against a real ``chroma run`` server (started by the fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.core import Assistant
+from assistant.corpus import read_text
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def chroma_url(tmp_path: Path) -> Iterator[str]:
+    """A ``chroma run`` server on 127.0.0.1 and a free port, stopped afterwards."""
+    from evals.bench import chroma_server
+
+    with chroma_server(tmp_path / "chroma-server") as (url, _pid):
+        yield url
+
+
+def test_ingest_ask_reingest_on_a_chroma_server(corpus_dir: Path, tmp_path: Path,
+                                                chroma_url: str, embed_model) -> None:
+    bot = Assistant(corpus=corpus_dir, store=tmp_path / "store", chroma_url=chroma_url)
+    bot._embed = embed_model
+    first = bot.ingest()
+    assert first.new == 1 and first.chunks > 0 and first.chunks_embedded == first.chunks
+    # The data lives on the server, not in the local store directory.
+    assert not (tmp_path / "store" / "chroma").exists()
+
+    answer = bot.ask("How many children were reunited with their families in the past "
+                     "24 hours?")
+    assert answer.short_answer == "Eight"
+    assert answer.citations
+    for c in answer.citations:
+        assert read_text(corpus_dir / c.path)[c.start : c.end] == c.quote
+    assert "Eight children" in answer.citations[0].quote
+
+    again = bot.ingest()
+    assert again.chunks_embedded == 0
+    assert again.unchanged == 1 and again.chunks == first.chunks
+
+    # A second client (a new process would be the same) sees the same store.
+    other = Assistant(corpus=corpus_dir, store=tmp_path / "store", chroma_url=chroma_url)
+    other._embed = embed_model
+    assert other.status()["chunks"] == first.chunks
