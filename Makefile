@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 GOLD := evals/gold/corpus.jsonl evals/gold/chat.jsonl
 # The eval gate: raise these as the system improves (never lower them to pass).
 HELDOUT := evals/heldout/questions.jsonl evals/heldout/chat.jsonl
-HELDOUT_GATE := --fail-under answer_accuracy=0.66 --fail-under citation_validity=1.0 \
-                --fail-under false_abstention_rate=0.12
-EVAL_GATE := --fail-under answer_accuracy=0.76 --fail-under citation_validity=1.0 \
-             --fail-under abstention_recall=0.38 --fail-under false_abstention_rate=0.05
+HELDOUT_GATE := --fail-under answer_accuracy=0.68 --fail-under citation_validity=1.0 \
+                --fail-under abstention_recall=0.39 --fail-under false_abstention_rate=0.10
+EVAL_GATE := --fail-under answer_accuracy=0.78 --fail-under citation_validity=1.0 \
+             --fail-under abstention_recall=0.39 --fail-under false_abstention_rate=0.04
 
-.PHONY: run test lint unit eval serve chromium clean
+.PHONY: run test lint unit eval bench serve chromium clean
 
 run: $(BIN)/.installed
 	$(BIN)/assistant serve
@@ -40,6 +40,16 @@ $(BIN)/.dev-installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,llm]'
 	touch $(BIN)/.installed $@
+
+# The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
+BENCH_SIZES ?= real,1k,10k,100k
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m evals.bench --sizes $(BENCH_SIZES) --out bench-results/
+
+$(BIN)/.bench-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
 
 # Debian's Chromium for the browser tests (Playwright cannot download browsers offline).
 chromium:

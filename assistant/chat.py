@@ -52,6 +52,7 @@ class ChatSession:
 
     def send(self, message: str, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer ``message`` and remember the turn (``on_token`` as in ``Assistant.ask``)."""
+        message = self.assistant.check_question(message)  # type, length, control characters
         context = self.context(message)
         avoid = ()
         if context is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -152,6 +153,11 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
 
 
 def _chat(bot: Any, args: argparse.Namespace) -> int:
+    if bot.settings.chroma_url:
+        _ = bot.store.client  # an unreachable server fails at start, not at each question
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        # Bytes that are not text become characters the question cleaner drops.
+        sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     session = bot.chat()
     interactive = sys.stdin.isatty()
     if interactive:
@@ -177,6 +183,13 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
         except AssistantError as exc:
             print(f"error: {exc}")
             continue
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            # A store or server failure ends this answer, not the conversation.
+            logging.getLogger(__name__).info("answering failed", exc_info=True)
+            print(f"error: {unexpected_message(exc)}")
+            continue
         if stream is not None:
             stream.finish(answer)
         else:
@@ -197,6 +210,13 @@ def _eval(bot: Any, args: argparse.Namespace) -> int:
     from assistant.evals import run_eval_command
 
     return int(run_eval_command(args, bot))
+
+
+def unexpected_message(exc: BaseException) -> str:
+    """One line for an error that is not an AssistantError."""
+    text = " ".join(str(exc).split())
+    text = f": {text[:200]}" if text else ""
+    return f"unexpected {type(exc).__name__}{text} (run with -v for details)"
 
 
 COMMANDS = {"ingest": _ingest, "ask": _ask, "chat": _chat, "serve": _serve, "eval": _eval}
@@ -225,6 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        # Never a traceback (Chroma's Rust core even raises BaseException-derived panics):
+        # one line, details with -v.
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        logging.getLogger(__name__).info("%s failed", args.command, exc_info=True)
+        print(f"assistant: error: {unexpected_message(exc)}", file=sys.stderr)
+        return 2
     logging.getLogger(__name__).info("%s took %.2f s", args.command,
                                      time.perf_counter() - started)
     return code

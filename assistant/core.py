@@ -3,6 +3,7 @@ answer layer. The CLI, the page and the evals all go through it."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -15,7 +16,7 @@ import numpy as np
 
 from assistant.answering import ExtractiveAnswerer
 from assistant.entities import EntityTagger
-from assistant.question import analyze, clean_text
+from assistant.question import STOPWORDS, analyze, clean_text, words
 from assistant.settings import AssistantError, Settings
 from assistant.types import Answer, IngestReport
 
@@ -47,16 +48,19 @@ class Assistant:
         self._answerer = ExtractiveAnswerer(self._tagger, min_score=self.settings.min_score,
                                             word_vectors=self._word_vectors)
         self._words: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._word_file: Any = None
         self._lock = threading.RLock()
 
     # -- parts, created on first use ---------------------------------------------------------
     @property
     def embed_model(self) -> Any:
-        """The bundled MiniLM embedding model (a llama-index BaseEmbedding)."""
+        """The bundled MiniLM embedding model (``.embed(texts)``; no llama-index import:
+        ``assistant.embedding.MiniLMEmbedding`` is the same model as a llama-index
+        BaseEmbedding)."""
         if self._embed is None:
-            from assistant.embedding import MiniLMEmbedding
+            from assistant.embedding import MiniLMEncoder
 
-            self._embed = MiniLMEmbedding(embed_batch_size=self.settings.embed_batch_size)
+            self._embed = MiniLMEncoder(embed_batch_size=self.settings.embed_batch_size)
         return self._embed
 
     @property
@@ -89,7 +93,32 @@ class Assistant:
             report = ingest(self.settings, self.store, self.embed_model, rebuild=rebuild,
                             progress=progress)
             self._retriever = None
+            self._update_word_vectors()
             return report
+
+    def _stored_words(self) -> Any:
+        if self._word_file is None:
+            from assistant.embedding import WordVectors
+
+            self._word_file = WordVectors(self.settings.store / "words" / self.store.name)
+        return self._word_file
+
+    def _update_word_vectors(self) -> None:
+        """Embed the vocabulary of the stored chunks once (only new words after a change),
+        so that questions find their candidates' word vectors ready."""
+        fingerprint = self.store.fingerprint()
+        words_file = self._stored_words()
+        if not fingerprint or words_file.fingerprint() == fingerprint:
+            return
+        vocabulary: set[str] = set()
+        for _, text, _ in self.store.iter_chunks():
+            vocabulary.update(w.lower() for w, _, _ in words(text or ""))
+        vocabulary = {w for w in vocabulary
+                      if w not in STOPWORDS and len(w) > 2 and not w.isdigit()}
+        try:
+            words_file.update(vocabulary, self.embed_model, fingerprint)
+        except OSError as exc:  # a read-only store still answers, embedding words per query
+            logging.getLogger(__name__).warning("could not save word vectors: %s", exc)
 
     def status(self) -> dict[str, Any]:
         """Articles and chunks indexed, and the active answer backend."""
@@ -151,11 +180,19 @@ class Assistant:
                     q.terms.append(t)
             if q.answer_type is None and not _WH.search(text):
                 q.answer_type = earlier.answer_type
-        retriever = self._retriever_for_query()
+        context = clean_text(context)[-2000:] if context else None
         query = f"{text} {context}" if context else text
-        vectors = self.embed_model.embed([text, query] if context else [text])
-        hits = retriever.retrieve(query, vectors[-1])
-        svecs = self._sentence_vectors(hits)
+        try:
+            retriever = self._retriever_for_query()
+            vectors = self.embed_model.embed([text, query] if context else [text])
+            hits = retriever.retrieve(query, vectors[-1])
+            svecs = self._sentence_vectors(hits)
+        except AssistantError:
+            raise
+        except Exception as exc:  # a store that vanished mid-question
+            where = self.settings.chroma_url or self.settings.store
+            raise AssistantError(f"could not read the store at {where}: "
+                                 f"{type(exc).__name__}") from exc
         return self._answerer.answer(q, hits, vectors[0], svecs, avoid=avoid)
 
     def _generate(self, question: str, extractive: Answer,
@@ -180,6 +217,13 @@ class Assistant:
                       ) -> dict[str, np.ndarray]:
         """Vectors of single words, cached: the answer layer matches words by meaning."""
         missing = [w for w in dict.fromkeys(words) if w not in self._words]
+        if missing:
+            stored = self._stored_words()
+            found = {w: v for w in missing if (v := stored.get(w)) is not None}
+            self._words.update(found)
+            missing = [w for w in missing if w not in found]
+            while len(self._words) > cache_size:
+                self._words.popitem(last=False)
         if missing:
             for w, v in zip(missing, self.embed_model.embed(missing), strict=True):
                 self._words[w] = v
