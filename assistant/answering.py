@@ -63,6 +63,7 @@ class Weights:
     type_miss: float = 0.15
     extend_gain: float = 0.12
     repeat: float = 0.1
+    tag_limit: int = 10
     rescore: int = 6
 
 
@@ -183,10 +184,6 @@ class ExtractiveAnswerer:
         """Fill in each candidate's evidence and score."""
         w = self.weights
         labels = TYPE_LABELS.get(question.answer_type or "", ())
-        if labels:
-            tagged = self.tagger.tag([c.text for c in cands])
-        else:
-            tagged = [[] for _ in cands]
         for i, c in enumerate(cands):
             vec = svecs.get((c.doc_id, c.start, c.end))
             c.dense = float(np.dot(qvec, vec)) if vec is not None else 0.0
@@ -196,13 +193,21 @@ class ExtractiveAnswerer:
                 if 0 <= j < len(cands) and _adjacent(cands[i], cands[j]):
                     ctx |= cands[j].stems
             c.cover_ctx = coverage(question, ctx)
-            c.typed = _typed(tagged[i], labels, question)
-            if question.role:
-                c.typed = self._role_holders(c.text, c.typed, question.role)
             c.score = (
                 w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
                 + w.rank / (1 + c.rank)
             )
+        if labels:
+            # Entity tagging is the costly step: tag the front runners and their neighbours.
+            front = sorted(range(len(cands)), key=lambda i: cands[i].score,
+                           reverse=True)[: w.tag_limit]
+            chosen = sorted({j for i in front for j in (i - 1, i, i + 1) if 0 <= j < len(cands)})
+            tagged = self.tagger.tag([cands[j].text for j in chosen])
+            for j, entities in zip(chosen, tagged, strict=True):
+                c = cands[j]
+                c.typed = _typed(entities, labels, question)
+                if question.role:
+                    c.typed = self._role_holders(c.text, c.typed, question.role)
         for i, c in enumerate(cands):
             if not labels:
                 break
