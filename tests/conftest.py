@@ -41,16 +41,22 @@ def corpus_dir(tmp_path: Path) -> Path:
     return corpus
 
 
-@pytest.fixture(scope="session")
-def article_bot(tmp_path_factory: pytest.TempPathFactory, embed_model):
-    """An Assistant over the real article, ingested once for the session."""
+def build_bot(base: Path, embed_model, extra: dict[str, str] | None = None):
+    """An ingested Assistant under ``base`` over the real article plus ``extra`` files."""
     from assistant.core import Assistant
 
-    base = tmp_path_factory.mktemp("article")
     corpus = base / "corpus"
     corpus.mkdir()
     shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    for name, text in (extra or {}).items():
+        (corpus / name).write_text(text, encoding="utf-8")
     bot = Assistant(corpus=corpus, store=base / "store")
     bot._embed = embed_model
     bot.ingest()
     return bot
+
+
+@pytest.fixture(scope="session")
+def article_bot(tmp_path_factory: pytest.TempPathFactory, embed_model):
+    """An Assistant over the real article, ingested once for the session."""
+    return build_bot(tmp_path_factory.mktemp("article"), embed_model)
