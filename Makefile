@@ -38,7 +38,7 @@ $(BIN)/.installed: pyproject.toml
 $(BIN)/.dev-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,llm]'
+	$(BIN)/pip install -q -e '.[dev,llm,bench]'
 	touch $(BIN)/.installed $@
 
 # The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
