@@ -22,6 +22,7 @@ lint: $(BIN)/.dev-installed
 
 unit: $(BIN)/.dev-installed
 	$(BIN)/pytest -q
+	@echo "browser-test screenshots:"; ls -1 $(CURDIR)/test-artifacts/*.png 2>/dev/null || true
 
 eval: $(BIN)/.dev-installed
 	$(BIN)/assistant eval $(GOLD) --store .assistant-eval \
