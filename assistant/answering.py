@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class Weights:
     type_miss: float = 0.15
     extend_gain: float = 0.12
     repeat: float = 0.1
-    tag_limit: int = 10
+    tag_limit: int = 6
     rescore: int = 6
 
 
@@ -90,7 +91,13 @@ def coverage(question: Question, stems: set[str]) -> float:
     return sum(t.weight * match_strength(t.stem, stems) for t in question.terms) / total
 
 
-def sentence_stems(text: str) -> set[str]:
+def sentence_stems(text: str) -> frozenset[str]:
+    """Stems of every word of a sentence (cached: passages recur across questions)."""
+    return _sentence_stems(text)
+
+
+@lru_cache(maxsize=50_000)
+def _sentence_stems(text: str) -> frozenset[str]:
     """Stems of every word of a sentence, plus the initials of capitalised runs
     ("International Criminal Court" → "icc") and dotted acronyms ("U.S." → "us")."""
     found = {stem(w) for w, _, _ in words(text)}
@@ -99,7 +106,7 @@ def sentence_stems(text: str) -> set[str]:
     for m in re.finditer(r"\b[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+", text):
         initials = "".join(w[0] for w in m.group().split() if w[0].isupper())
         found.add(initials.lower())
-    return found
+    return frozenset(found)
 
 
 class SoftMatcher:

@@ -87,6 +87,7 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """The Snowball stem of a lower-cased word without possessive or thousands separators."""
     w = word.lower().replace("’", "'")
