@@ -87,14 +87,22 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+                      "seventy": "70", "eighty": "80", "ninety": "90", "hundred": "100"})
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """The Snowball stem of a lower-cased word without possessive or thousands separators."""
+    """The Snowball stem of a lower-cased word without possessive or thousands separators;
+    small number words become digits ("nine" and "9" match)."""
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
     w = w.replace(",", "")
-    return _stemmer().stemWord(w)
+    return _NUMBER_WORDS.get(w) or _stemmer().stemWord(w)
 
 
 def clean_text(text: str) -> str:
@@ -240,8 +248,12 @@ def within_one_edit(a: str, b: str) -> bool:
 def repair_typos(question: Question, vocabulary: set[str]) -> None:
     """Replace a term's stem that occurs nowhere in ``vocabulary`` by a vocabulary stem one
     edit away ("arested" → "arrest", "leter" → "letter"), for words of 4+ letters."""
-    for t in question.terms:
+    for t in list(question.terms):
         if t.stem in vocabulary or len(t.stem) < 4 or any(ch.isdigit() for ch in t.stem):
+            continue
+        low = t.word.lower()
+        if any(within_one_edit(low, w) for w in STOPWORDS if len(w) >= 4):
+            question.terms.remove(t)  # "befor", "becuase": a misspelt stopword
             continue
         close = sorted(v for v in vocabulary if len(v) >= 4 and within_one_edit(t.stem, v))
         if close:

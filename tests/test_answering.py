@@ -131,3 +131,17 @@ def test_numbers_inside_dates_and_sums_are_not_counts() -> None:
     typed = [e.text for e in _typed(ents, TYPE_LABELS["NUMBER"], q)]
     assert "4,300" in typed
     assert not any("7.5" in t or "24" in t for t in typed)
+
+
+def test_number_words_and_digits_share_a_stem() -> None:
+    from assistant.question import stem
+
+    assert stem("nine") == stem("9") and stem("Eight") == stem("8")
+
+
+def test_misspelt_stopwords_are_dropped() -> None:
+    from assistant.question import repair_typos
+
+    q = analyze("who wore the shirt befor ferreira")
+    repair_typos(q, {"wore", "shirt", "ferreira"})
+    assert [t.word for t in q.terms] == ["wore", "shirt", "ferreira"]
