@@ -207,34 +207,36 @@ def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]
 
 def _write_group(settings: Settings, store: Store, embed_model: Any,
                  group: list[Article]) -> int:
-    """Chunk, embed and write a group of articles; returns the chunks written."""
-    plans = []
+    """Chunk, embed and write a group of articles; returns the chunks written.
+
+    One delete and two adds for the whole group (each Chroma write is a transaction: per
+    article they cost more than the writing itself). Sentences go in before chunks, so an
+    article whose chunks are all present has its sentences too; a run killed in between
+    leaves incomplete articles that the next run redoes.
+    """
     texts: list[str] = []
+    s_ids: list[str] = []
+    s_metas: list[dict] = []
+    plans = []
     for a in group:
         # From the body to the end of the file: a closing "Source:" line is citable too.
         chunks = chunk_article(a.text, a.body_start, len(a.text), settings.chunk_tokens,
                                settings.chunk_overlap_tokens)
         sentences = sorted({s for c in chunks for s in c.sentences})
         prefix = f"{a.title}\n\n" if a.title else ""
-        c_from = len(texts)
+        plans.append((a, chunks, len(texts)))
         texts.extend(prefix + c.text for c in chunks)
-        s_from = len(texts)
+        s_ids += [sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences]
+        s_metas += [{"doc_id": a.doc_id, "start": s, "end": e} for s, e in sentences]
         texts.extend(a.text[s:e] for s, e in sentences)
-        plans.append((a, chunks, sentences, c_from, s_from))
     log.info("embedding %d texts of %d article(s)", len(texts), len(group))
     vectors = embed_model.embed(texts) if texts else []
-    written = 0
-    for a, chunks, sentences, c_from, s_from in plans:
-        log.info("writing %s (%d chunks, %d sentences)", a.doc_id, len(chunks), len(sentences))
-        store.delete_doc(a.doc_id)
-        if sentences:
-            store.add(
-                store.sentences,
-                ids=[sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences],
-                embeddings=vectors[s_from : s_from + len(sentences)],
-                metadatas=[{"doc_id": a.doc_id, "start": s, "end": e} for s, e in sentences],
-            )
-        nodes = []
+    s_vectors = []
+    nodes = []
+    for a, chunks, c_from in plans:
+        s_from = c_from + len(chunks)
+        n_sents = len({s for c in chunks for s in c.sentences})
+        s_vectors.extend(vectors[s_from : s_from + n_sents])
         for k, c in enumerate(chunks):
             meta = {
                 "doc_id": a.doc_id, "path": a.path, "title": a.title, "sha256": a.sha256,
@@ -244,10 +246,14 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
             }
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
                                    vectors[c_from + k]))
-        if nodes:
-            _add_nodes(store, nodes)
-        written += len(nodes)
-    return written
+    log.info("writing %d article(s): %d chunks, %d sentences", len(group), len(nodes),
+             len(s_ids))
+    store.delete_docs([a.doc_id for a in group])
+    if s_ids:
+        store.add(store.sentences, ids=s_ids, embeddings=s_vectors, metadatas=s_metas)
+    if nodes:
+        _add_nodes(store, nodes)
+    return len(nodes)
 
 
 def _add_nodes(store: Store, nodes: list[Any]) -> None:

@@ -417,6 +417,15 @@ class Store:
             self.chunks.delete(where={"doc_id": doc_id})
             self.sentences.delete(where={"doc_id": doc_id})
 
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        """:meth:`delete_doc` for many articles at once (one write per collection)."""
+        for b in range(0, len(doc_ids), 500):
+            part = doc_ids[b : b + 500]
+            where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
+            with self._guard():
+                self.chunks.delete(where=where)
+                self.sentences.delete(where=where)
+
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:
         """Add records in batches no larger than the server accepts."""
