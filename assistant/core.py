@@ -91,9 +91,8 @@ class Assistant:
 
         with self._lock:
             report = ingest(self.settings, self.store, self.embed_model, rebuild=rebuild,
-                            progress=progress)
+                            progress=progress, on_complete=self._update_word_vectors)
             self._retriever = None
-            self._update_word_vectors()
             return report
 
     def _stored_words(self) -> Any:

@@ -34,6 +34,7 @@ class Article:
     body_start: int
     body_end: int
     meta: dict[str, str] = field(default_factory=dict)
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when it was read
 
     @property
     def body(self) -> str:
@@ -51,6 +52,7 @@ class SkippedFile(Exception):
     def __init__(self, message: str, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.stamp: tuple[int, int] | None = None  # (size, mtime_ns) when it was read
 
 
 def read_text(path: Path | str) -> str:
@@ -129,11 +131,13 @@ def _too_large(max_bytes: int) -> str:
     return f"larger than the {max_bytes / (1024 * 1024):.3g} MB limit (ASSISTANT_MAX_FILE_MB)"
 
 
-def read_limited(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+def read_limited(path: Path, max_bytes: int = MAX_FILE_BYTES,
+                 stamp: list[tuple[int, int]] | None = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``; raises SkippedFile otherwise.
 
     A FIFO or device named ``*.txt`` is refused before it is read (reading one would
     block or never end), and the read stops after ``max_bytes`` even if the file grows.
+    The file's ``(size, mtime_ns)`` before the read is appended to ``stamp``.
     """
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise SkippedFile("not a regular file")
@@ -142,6 +146,8 @@ def read_limited(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise SkippedFile("not a regular file")
+        if stamp is not None:
+            stamp.append((st.st_size, st.st_mtime_ns))
         if st.st_size > max_bytes:
             raise SkippedFile(_too_large(max_bytes))
         data = f.read(max_bytes + 1)
@@ -158,8 +164,12 @@ def load_article(corpus: Path, path: Path, max_bytes: int = MAX_FILE_BYTES) -> A
     except UnicodeEncodeError:
         # Bytes that are not UTF-8 in a name cannot be stored, embedded or cited.
         raise SkippedFile("the file name is not valid UTF-8; rename the file") from None
+    stamp: list[tuple[int, int]] = []
     try:
-        text = decode(read_limited(path, max_bytes))
+        text = decode(read_limited(path, max_bytes, stamp))
+    except SkippedFile as exc:
+        exc.stamp = stamp[0] if stamp else None
+        raise
     except PermissionError:
         raise SkippedFile("permission denied", transient=True) from None
     except FileNotFoundError:
@@ -169,9 +179,9 @@ def load_article(corpus: Path, path: Path, max_bytes: int = MAX_FILE_BYTES) -> A
     except OSError as exc:
         raise SkippedFile(exc.strerror or str(exc), transient=True) from None
     if not text.strip():
-        raise SkippedFile("empty file")
+        raise _stamped(SkippedFile("empty file"), stamp)
     if _looks_binary(text):
-        raise SkippedFile("binary file")
+        raise _stamped(SkippedFile("binary file"), stamp)
     title, meta, body_start, body_end = parse_header(text)
     if not title:
         title = title_from_filename(path.name)
@@ -184,12 +194,21 @@ def load_article(corpus: Path, path: Path, max_bytes: int = MAX_FILE_BYTES) -> A
         body_start=body_start,
         body_end=body_end,
         meta=meta,
+        stamp=stamp[0],
     )
+
+
+def _stamped(exc: SkippedFile, stamp: list[tuple[int, int]]) -> SkippedFile:
+    exc.stamp = stamp[0] if stamp else None
+    return exc
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\r]")  # control characters but \t \n \v \f
 
 
 def _looks_binary(text: str) -> bool:
     sample = text[:4096]
-    bad = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\t\f\v")
+    bad = len(_CONTROL.findall(sample))
     return bad > max(8, len(sample) // 50)
 
 

@@ -47,7 +47,8 @@ def corpus_fingerprint(docs: dict[str, str]) -> str:
 
 
 def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = None,
-         keep: set[str] | None = None, max_bytes: int = MAX_FILE_BYTES) -> list[Article]:
+         keep: set[str] | None = None, max_bytes: int = MAX_FILE_BYTES,
+         index: FileIndex | None = None) -> list[Article]:
     """Every readable article; unreadable or duplicate files are recorded as skipped.
 
     Of files with identical content, the one already stored is kept (else the first).
@@ -74,8 +75,12 @@ def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = Non
             log.info("skipped %s: %s", rel, exc)
             if exc.transient:
                 keep.add(rel)
+            elif index is not None and exc.stamp:
+                index.note(rel, exc.stamp, skipped=str(exc))
             continue
         loaded.append(article)
+        if index is not None and article.stamp:
+            index.note(article.doc_id, article.stamp, sha256=article.sha256)
     for folder, reason in unlisted:
         rel = doc_id_for(os.path.relpath(folder, corpus))
         if rel == ".":
@@ -96,24 +101,146 @@ def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = Non
     return articles
 
 
+class FileIndex:
+    """What the last complete ingest read of each corpus file: its size and modification
+    time then, and its content hash (or why it was skipped). Kept in the store directory,
+    so that an unchanged corpus is recognised from ``stat`` alone, without reading files.
+
+    A file modified less than :attr:`SETTLE_NS` before it was read is not noted: a write in
+    the same clock tick as the read could otherwise go unseen.
+    """
+
+    SETTLE_NS = 2_000_000_000
+
+    def __init__(self, path: Path, corpus: Path) -> None:
+        self.path = path
+        self.corpus = str(corpus.resolve())
+        self.files: dict[str, list] = {}
+        self._now = time.time_ns()
+
+    def note(self, rel: str, stamp: tuple[int, int], sha256: str = "",
+             skipped: str = "") -> None:
+        """Record a file as read (``sha256``) or skipped for good (``skipped``)."""
+        size, mtime_ns = stamp
+        if self._now - mtime_ns >= self.SETTLE_NS:
+            self.files[rel] = [size, mtime_ns, sha256, skipped]
+
+    @classmethod
+    def load(cls, path: Path, corpus: Path) -> FileIndex | None:
+        """The index of the last run over ``corpus`` (None when there is none)."""
+        index = cls(path, corpus)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("corpus") != index.corpus:
+            return None
+        index.files = dict(data.get("files") or {})
+        return index
+
+    def save(self) -> None:
+        """Write the index atomically (a failure only costs the next run its fast path)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"corpus": self.corpus, "files": self.files}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("could not save the file index: %s", exc)
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def drop(path: Path) -> None:
+        """Forget the index (before the store changes)."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove the file index: %s", exc)
+
+
+def _index_path(settings: Settings, store: Store) -> Path:
+    return settings.store / "files" / f"{store.name}.json"
+
+
+def unchanged_corpus(settings: Settings, store: Store, report: IngestReport) -> bool:
+    """True when no corpus file changed since the last complete ingest and the store is
+    that ingest's: every file's size and modification time are as recorded, and the
+    store, its BM25 index and its sentence count all carry the recorded corpus."""
+    index = FileIndex.load(_index_path(settings, store), settings.corpus)
+    if index is None or not settings.corpus.is_dir():
+        return False
+    docs: dict[str, str] = {}
+    skipped: list[tuple[str, str]] = []
+    errors: list[tuple[Path, str]] = []
+    for path in iter_corpus_files(settings.corpus, errors=errors):
+        rel = doc_id_for(os.path.relpath(path, settings.corpus))
+        entry = index.files.get(rel)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
+            return False
+        if entry[2]:
+            docs[rel] = entry[2]
+        else:
+            skipped.append((rel, entry[3]))
+    if errors or len(set(docs.values())) != len(docs):
+        return False  # unreadable folders and duplicates take the full path
+    fingerprint = corpus_fingerprint(docs)
+    if not docs or store.fingerprint() != fingerprint:
+        return False
+    chunks = store.count()
+    if (store.recorded_counts() != (chunks, store.sentence_count())
+            or _bm25_fingerprint(store) != fingerprint):
+        return False
+    report.unchanged = len(docs)
+    report.skipped = skipped
+    report.chunks = chunks
+    return True
+
+
 def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
-           progress: Progress | None = None) -> IngestReport:
-    """Bring the store up to date with the corpus, embedding only new or changed articles."""
+           progress: Progress | None = None,
+           on_complete: Callable[[], None] | None = None) -> IngestReport:
+    """Bring the store up to date with the corpus, embedding only new or changed articles.
+
+    ``on_complete`` runs under the store's lock once the store is complete.
+    """
     started = time.perf_counter()
     report = IngestReport()
     with ingest_lock(settings.store, settings.lock_timeout):
         _remove_leftovers(settings.store)
+        if not rebuild and unchanged_corpus(settings, store, report):
+            if on_complete:
+                on_complete()
+            report.seconds = time.perf_counter() - started
+            return report
         max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
         keep: set[str] = set()
+        index_path = _index_path(settings, store)
+        index = FileIndex(index_path, settings.corpus)
         if rebuild:
             # Scan first: a bad corpus must not cost the store. The store itself may be
             # damaged beyond opening: reset() then starts it afresh.
-            articles = scan(settings.corpus, report, keep=keep, max_bytes=max_bytes)
+            articles = scan(settings.corpus, report, keep=keep, max_bytes=max_bytes,
+                            index=index)
+            FileIndex.drop(index_path)
             store.reset()
             stored = {}
+            previous, leftovers = "", False
         else:
             stored = store.stored_docs()
-            articles = scan(settings.corpus, report, stored, keep=keep, max_bytes=max_bytes)
+            articles = scan(settings.corpus, report, stored, keep=keep, max_bytes=max_bytes,
+                            index=index)
+            previous = store.fingerprint()
+            # Sentences without chunks are left only by a run killed midway, and then the
+            # store no longer holds the recorded corpus or sentence count.
+            sentences = store.sentence_count()
+            held_before = {d: s.sha256 for d, s in stored.items() if s.complete}
+            leftovers = bool(stored or sentences) and (
+                corpus_fingerprint(held_before) != previous
+                or store.recorded_counts()[1] != sentences)
         current = {a.doc_id for a in articles}
 
         def kept(doc_id: str) -> bool:
@@ -132,11 +259,16 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                     report.changed += 1
                 else:
                     report.new += 1
-        for doc_id in stored:
-            if doc_id not in current and not kept(doc_id):
-                log.info("removing %s", doc_id)
-                store.delete_doc(doc_id)
-                report.removed += 1
+        gone = [d for d in stored if d not in current and not kept(d)]
+        if (todo or gone) and previous:
+            # Until this run completes the store matches no corpus: a run killed midway
+            # is then noticed, and its leftovers cleaned up, by the next.
+            FileIndex.drop(index_path)
+            store.set_fingerprint("")
+        for doc_id in gone:
+            log.info("removing %s", doc_id)
+            store.delete_doc(doc_id)
+            report.removed += 1
         total = sum(len(a.body) for a in todo)
         done = 0
         for group in _groups(todo):
@@ -151,14 +283,19 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         # After a killed run the recorded fingerprint, the sentence count or the BM25
         # index disagree with the store: finish that run's work.
         if (changed or store.fingerprint() != fingerprint
-                or store.recorded_sentences() != store.sentence_count()
+                or store.recorded_counts() != (store.count(), store.sentence_count())
                 or _bm25_fingerprint(store) != fingerprint):
-            orphans = store.delete_orphan_sentences(set(held))
-            if orphans:
-                log.info("removed the sentences of %d interrupted article(s)", orphans)
+            if leftovers:
+                orphans = store.delete_orphan_sentences(set(held))
+                if orphans:
+                    log.info("removed the sentences of %d interrupted article(s)", orphans)
             log.info("building the BM25 index of %d article(s)", len(docs))
             build_bm25(store, fingerprint)
-            store.set_fingerprint(fingerprint, sentences=store.sentence_count())
+            store.set_fingerprint(fingerprint, sentences=store.sentence_count(),
+                                  chunks=store.count())
+        index.save()
+        if on_complete:
+            on_complete()
         report.chunks = store.count()
     report.seconds = time.perf_counter() - started
     return report
@@ -246,12 +383,13 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
             }
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
                                    vectors[c_from + k]))
-    log.info("writing %d article(s): %d chunks, %d sentences", len(group), len(nodes),
-             len(s_ids))
+    log.info("clearing earlier records of %d article(s)", len(group))
     store.delete_docs([a.doc_id for a in group])
     if s_ids:
+        log.info("writing %d sentences", len(s_ids))
         store.add(store.sentences, ids=s_ids, embeddings=s_vectors, metadatas=s_metas)
     if nodes:
+        log.info("writing %d chunks", len(nodes))
         _add_nodes(store, nodes)
     return len(nodes)
 

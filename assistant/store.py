@@ -316,10 +316,11 @@ class Store:
         """
         return str((self._fresh_chunks().metadata or {}).get("fingerprint", ""))
 
-    def recorded_sentences(self) -> int | None:
-        """The sentence count recorded with the fingerprint (None if none)."""
-        value = (self._fresh_chunks().metadata or {}).get("sentences")
-        return int(value) if isinstance(value, int | float) else None
+    def recorded_counts(self) -> tuple[int | None, int | None]:
+        """The chunk and sentence counts recorded with the fingerprint (None if none)."""
+        meta = self._fresh_chunks().metadata or {}
+        return tuple(int(v) if isinstance(v := meta.get(k), int | float) else None
+                     for k in ("chunks", "sentences"))  # type: ignore[return-value]
 
     def _fresh_chunks(self) -> Any:
         if self._chunks is None:
@@ -338,13 +339,16 @@ class Store:
         self._chunks = col
         return col
 
-    def set_fingerprint(self, value: str, sentences: int | None = None) -> None:
-        """Record the corpus fingerprint (and sentence count) once an ingest has completed."""
+    def set_fingerprint(self, value: str, sentences: int | None = None,
+                        chunks: int | None = None) -> None:
+        """Record the corpus fingerprint (and counts) once an ingest has completed."""
         meta = dict(self._fresh_chunks().metadata or {})
         meta.update(self.expected)
         meta["fingerprint"] = value
         if sentences is not None:
             meta["sentences"] = int(sentences)
+        if chunks is not None:
+            meta["chunks"] = int(chunks)
         meta.pop("hnsw:space", None)
         with self._guard():
             self.chunks.modify(metadata=meta)

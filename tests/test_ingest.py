@@ -128,3 +128,96 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
           pytest.raises(AssistantError, match="another ingest"),
           ingest_lock(tmp_path, timeout=0.2)):
         pass
+
+
+def _age(corpus: Path, seconds: float = 3600) -> None:
+    """Date every corpus file back: the file index notes only files that have settled."""
+    import os
+    import time
+
+    for path in corpus.rglob("*"):
+        if path.is_file():
+            os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The corpus files ingest opens."""
+    import assistant.ingest
+
+    opened: list[str] = []
+    real = assistant.ingest.load_article
+
+    def counting(corpus, path, *args, **kwargs):
+        opened.append(path.name)
+        return real(corpus, path, *args, **kwargs)
+
+    monkeypatch.setattr(assistant.ingest, "load_article", counting)
+    return opened
+
+
+def test_an_unchanged_corpus_is_recognised_without_reading_a_file(
+        bot: Assistant, reads: list[str]) -> None:
+    corpus = bot.settings.corpus
+    (corpus / "empty.txt").write_text("")
+    _age(corpus)
+    first = bot.ingest()
+    assert sorted(reads) == ["budget.md", "empty.txt", "floods.txt"]
+    reads.clear()
+    again = bot.ingest()
+    assert reads == []
+    assert (again.new, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
+    assert again.chunks == first.chunks
+    assert again.skipped == [("empty.txt", "empty file")]
+
+
+def test_a_touched_or_resized_file_is_read_again(bot: Assistant, reads: list[str]) -> None:
+    import os
+
+    corpus = bot.settings.corpus
+    _age(corpus)
+    bot.ingest()
+    # Same size, new content, new modification time.
+    text = (corpus / "budget.md").read_text()
+    (corpus / "budget.md").write_text(text.replace("12 million", "13 million"))
+    reads.clear()
+    report = bot.ingest()
+    assert "budget.md" in reads and report.changed == 1
+    assert "13 million" in bot.ask("How large is the budget?").text
+    # A file written just now is read on every run until it has settled.
+    reads.clear()
+    assert bot.ingest().unchanged == 2 and "budget.md" in reads
+    # Content changed with the old size and modification time put back: the file index
+    # is only a shortcut, and --rebuild reads everything.
+    _age(corpus)
+    bot.ingest()
+    st = os.stat(corpus / "floods.txt")
+    text = (corpus / "floods.txt").read_text()
+    (corpus / "floods.txt").write_text(text.replace("300 homes", "400 homes"))
+    os.utime(corpus / "floods.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    reads.clear()
+    assert bot.ingest().unchanged == 2 and reads == []
+    assert bot.ingest(rebuild=True).new == 2
+    assert "400 homes" in bot.ask("How many homes were evacuated?").text
+
+
+def test_a_store_changed_behind_the_index_takes_the_full_path(
+        bot: Assistant, reads: list[str]) -> None:
+    corpus = bot.settings.corpus
+    _age(corpus)
+    bot.ingest()
+    # Another process (or a killed run) left the store without the recorded corpus.
+    bot.store.chunks.delete(where={"doc_id": "floods.txt"})
+    reads.clear()
+    report = bot.ingest()
+    assert sorted(reads) == ["budget.md", "floods.txt"]
+    assert (report.new, report.unchanged) == (1, 1)
+    # The index of one corpus is not used for another.
+    index = next((bot.settings.store / "files").iterdir())
+    moved = corpus.with_name("moved")
+    corpus.rename(moved)
+    other = Assistant(corpus=moved, store=bot.settings.store, collection=bot.store.name)
+    other._embed = bot._embed
+    reads.clear()
+    assert other.ingest().unchanged == 2 and len(reads) == 2
+    assert str(moved) in index.read_text()
