@@ -353,7 +353,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     """
     texts: list[str] = []
     s_ids: list[str] = []
-    s_metas: list[dict] = []
+    s_docs: list[str] = []
     plans = []
     for a in group:
         # From the body to the end of the file: a closing "Source:" line is citable too.
@@ -364,7 +364,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
         plans.append((a, chunks, len(texts)))
         texts.extend(prefix + c.text for c in chunks)
         s_ids += [sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences]
-        s_metas += [{"doc_id": a.doc_id, "start": s, "end": e} for s, e in sentences]
+        s_docs += [a.doc_id] * len(sentences)
         texts.extend(a.text[s:e] for s, e in sentences)
     log.info("embedding %d texts of %d article(s)", len(texts), len(group))
     vectors = embed_model.embed(texts) if texts else []
@@ -387,7 +387,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     store.delete_docs([a.doc_id for a in group])
     if s_ids:
         log.info("writing %d sentences", len(s_ids))
-        store.add(store.sentences, ids=s_ids, embeddings=s_vectors, metadatas=s_metas)
+        store.sentences.add(s_ids, s_docs, s_vectors)
     if nodes:
         log.info("writing %d chunks", len(nodes))
         _add_nodes(store, nodes)

@@ -1,5 +1,11 @@
-"""The Chroma store: chunks (with their vectors) and sentence vectors, one pair of
-collections per corpus, embedded (``PersistentClient``) or on a ``chroma run`` server."""
+"""The store of a corpus: its chunks (with their vectors) in a Chroma collection, embedded
+(``PersistentClient``) or on a ``chroma run`` server, and its sentence vectors in a small
+SQLite table in the store directory.
+
+Sentence vectors are only ever looked up by id (the sentences of the retrieved chunks),
+never searched: a vector index over them would cost ingest time, disk and, once loaded,
+memory in proportion to the whole corpus for nothing.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from urllib.parse import urlparse
 
 from assistant.settings import AssistantError, Settings
 
-SCHEMA = "1"
+SCHEMA = "2"  # 2: sentence vectors moved from Chroma to SQLite
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 log = logging.getLogger(__name__)
 
@@ -98,8 +104,102 @@ def open_client(settings: Settings) -> Any:
         ) from None
 
 
+class SentenceVectors:
+    """Sentence vectors by id (float16), in ``<store>/sentences/<collection>.sqlite3``.
+
+    Written only under the ingest lock; readers (the page, ``ask``) may read meanwhile (WAL).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._con is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("CREATE TABLE IF NOT EXISTS sentences (id TEXT PRIMARY KEY, "
+                            "doc_id TEXT NOT NULL, vec BLOB NOT NULL) WITHOUT ROWID")
+                con.execute("CREATE INDEX IF NOT EXISTS sentences_doc ON sentences (doc_id)")
+                con.commit()
+            except (sqlite3.Error, OSError) as exc:
+                raise AssistantError(
+                    f"the sentence vectors at {self.path} are damaged or unreadable ({exc}); "
+                    "run `assistant ingest --rebuild` to rebuild them from the corpus"
+                ) from None
+            self._con = con
+        return self._con
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db() as con:  # a transaction: committed, or rolled back on error
+                yield con
+        except sqlite3.Error as exc:
+            raise AssistantError(
+                f"the sentence vectors at {self.path} failed ({exc}); "
+                "run `assistant ingest --rebuild` to rebuild them from the corpus"
+            ) from None
+
+    def add(self, ids: list[str], doc_ids: list[str], vectors: Any) -> None:
+        """Store vectors (replacing any of the same id)."""
+        import numpy as np
+
+        rows = ((i, d, np.asarray(v, dtype=np.float16).tobytes())
+                for i, d, v in zip(ids, doc_ids, vectors, strict=True))
+        with self._guard() as con:
+            con.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?, ?)", rows)
+
+    def get(self, ids: list[str]) -> dict[str, Any]:
+        """The vectors of ``ids`` that are stored, as float32 arrays."""
+        import numpy as np
+
+        found: dict[str, Any] = {}
+        with self._guard() as con:
+            for b in range(0, len(ids), 500):
+                part = ids[b : b + 500]
+                marks = ",".join("?" * len(part))
+                for i, blob in con.execute(
+                        f"SELECT id, vec FROM sentences WHERE id IN ({marks})", part):
+                    found[i] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return found
+
+    def ids(self) -> list[str]:
+        """Every stored sentence id."""
+        with self._guard() as con:
+            return [row[0] for row in con.execute("SELECT id FROM sentences")]
+
+    def count(self) -> int:
+        """Number of stored vectors."""
+        with self._guard() as con:
+            return int(con.execute("SELECT count(*) FROM sentences").fetchone()[0])
+
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        """Remove the sentences of these articles."""
+        with self._guard() as con:
+            con.executemany("DELETE FROM sentences WHERE doc_id = ?", ((d,) for d in doc_ids))
+
+    def delete_except(self, doc_ids: set[str]) -> int:
+        """Remove the sentences of every other article; returns how many articles had some."""
+        with self._guard() as con:
+            others = [row[0] for row in con.execute("SELECT DISTINCT doc_id FROM sentences")
+                      if row[0] not in doc_ids]
+            con.executemany("DELETE FROM sentences WHERE doc_id = ?", ((d,) for d in others))
+        return len(others)
+
+    def close(self) -> None:
+        """Close the database (before its file is deleted)."""
+        if self._con is not None:
+            with suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+
+
 class Store:
-    """The two collections of a corpus and the bookkeeping on them."""
+    """The chunk collection and sentence vectors of a corpus, and the bookkeeping on them."""
 
     def __init__(self, settings: Settings, model_name: str, client: Any | None = None) -> None:
         self.settings = settings
@@ -158,10 +258,11 @@ class Store:
         return self._chunks
 
     @property
-    def sentences(self) -> Any:
-        """The sentence-vector collection."""
+    def sentences(self) -> SentenceVectors:
+        """The sentence vectors."""
         if self._sentences is None:
-            self._sentences = self._open(self.name + "-sentences")
+            self._sentences = SentenceVectors(
+                self.settings.store / "sentences" / f"{self.name}.sqlite3")
         return self._sentences
 
     def _open(self, name: str) -> Any:
@@ -189,20 +290,30 @@ class Store:
         return col
 
     def drop(self) -> None:
-        """Delete both collections (for ``ingest --rebuild``)."""
+        """Delete the collection and the sentence vectors (for ``ingest --rebuild``)."""
         for name in (self.name, self.name + "-sentences"):
             with suppress(Exception):
                 self.client.delete_collection(name)
-        self._chunks = self._sentences = None
+        self._chunks = None
+        self._drop_sentences()
+
+    def _drop_sentences(self) -> None:
+        self.sentences.close()
+        base = self.sentences.path
+        for path in (base, base.with_name(base.name + "-wal"),
+                     base.with_name(base.name + "-shm")):
+            if path.exists() or path.is_symlink():
+                _remove_inside(self.settings.store, path)
 
     def reset(self) -> None:
         """Start afresh (``ingest --rebuild``; call it holding :func:`ingest_lock`).
 
-        Drops both collections and this corpus's BM25 index and word vectors. When the
-        embedded store cannot be opened, fails its integrity check or cannot drop its
-        collections, its ``chroma``, ``bm25`` and ``words`` directories are deleted instead
-        — only those, only inside the store directory — and empty ones are created on next
-        use. On a Chroma server only the two collections are dropped.
+        Drops the collection and this corpus's sentence vectors, BM25 index and word
+        vectors. When the embedded store cannot be opened, fails its integrity check or
+        cannot drop its collection, its ``chroma``, ``sentences``, ``bm25`` and ``words``
+        directories are deleted instead — only those, only inside the store directory —
+        and empty ones are created on next use. (A ``-sentences`` collection of stores of
+        earlier versions is dropped too.)
         """
         names = (self.name, self.name + "-sentences")
         problem = None if self.settings.chroma_url else self._integrity_problem()
@@ -215,9 +326,8 @@ class Store:
                         except Exception as exc:
                             if type(exc).__name__ != "NotFoundError":
                                 raise
-                self._chunks = self._sentences = None
+                self._chunks = None
                 self.count()
-                _ = self.sentences
             except AssistantError as exc:
                 if self.settings.chroma_url:
                     raise
@@ -226,7 +336,8 @@ class Store:
             log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
                         self.settings.store, problem)
             self._forget_client()
-            for sub in ("chroma", "bm25", "words"):
+            self.sentences.close()
+            for sub in ("chroma", "sentences", "bm25", "words"):
                 try:
                     _remove_inside(self.settings.store, self.settings.store / sub)
                 except OSError as exc:
@@ -238,8 +349,9 @@ class Store:
             # this corpus are derived from the collections: they go with them.
             for sub in ("bm25", "words"):
                 _remove_inside(self.settings.store, self.settings.store / sub / self.name)
+            self._drop_sentences()
             self._remove_orphan_segments()
-        self._chunks = self._sentences = None
+        self._chunks = None
 
     def _remove_orphan_segments(self) -> None:
         """Delete the vector-index folders of dropped collections: Chroma leaves them
@@ -285,7 +397,7 @@ class Store:
         """Drop this process's Chroma client of the embedded store, and Chroma's cached
         system for its path, so that the directory can be deleted and opened anew."""
         self._client = None
-        self._chunks = self._sentences = None
+        self._chunks = None
         try:
             from chromadb.api.shared_system_client import SharedSystemClient
 
@@ -333,8 +445,10 @@ class Store:
                     raise
                 col = None
         if col is None or col.id != self._chunks.id:
-            # Dropped or rebuilt by another process: open it again, checking its settings.
-            self._chunks = self._sentences = None
+            # Dropped or rebuilt by another process: open it again, checking its settings
+            # (and the sentence vectors, whose file was replaced with it).
+            self._chunks = None
+            self.sentences.close()
             return self.chunks
         self._chunks = col
         return col
@@ -372,20 +486,13 @@ class Store:
 
     def sentence_count(self) -> int:
         """Number of sentence vectors stored."""
-        with self._guard():
-            return int(self.sentences.count())
+        return self.sentences.count()
 
     def delete_orphan_sentences(self, doc_ids: set[str]) -> int:
         """Delete the sentence vectors of articles other than ``doc_ids`` (left behind when
         an ingest was killed between writing or deleting an article's sentences and its
         chunks); returns how many articles had some."""
-        orphans = {str((m or {}).get("doc_id", ""))
-                   for metas in self._iter_metadatas(self.sentences) for m in metas}
-        orphans -= set(doc_ids)
-        with self._guard():
-            for doc in sorted(orphans):
-                self.sentences.delete(where={"doc_id": doc})
-        return len(orphans)
+        return self.sentences.delete_except(set(doc_ids))
 
     def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0
@@ -419,7 +526,7 @@ class Store:
         chunks is not stored, and its sentences are redone or removed by the next ingest)."""
         with self._guard():
             self.chunks.delete(where={"doc_id": doc_id})
-            self.sentences.delete(where={"doc_id": doc_id})
+        self.sentences.delete_docs([doc_id])
 
     def delete_docs(self, doc_ids: list[str]) -> None:
         """:meth:`delete_doc` for many articles at once (one write per collection)."""
@@ -428,7 +535,7 @@ class Store:
             where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
             with self._guard():
                 self.chunks.delete(where=where)
-                self.sentences.delete(where=where)
+            self.sentences.delete_docs(part)
 
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:
@@ -445,11 +552,7 @@ class Store:
 
     def sentence_vectors(self, ids: list[str]) -> dict[str, Any]:
         """The stored vectors of the given sentence ids (missing ids are left out)."""
-        if not ids:
-            return {}
-        with self._guard():
-            got = self.sentences.get(ids=ids, include=["embeddings"])
-        return dict(zip(got["ids"], got["embeddings"], strict=True))
+        return self.sentences.get(ids) if ids else {}
 
 
 def _remove_inside(store: Path, target: Path) -> None:

@@ -557,7 +557,7 @@ def test_states_a_killed_run_can_leave_are_finished_by_the_next(small_store: Ass
     corpus, store = small_store.settings.corpus, small_store.settings.store
     bot = new_bot(corpus, store, embed_model)
     want_chunks = sorted(bot.store.chunks.get()["ids"])
-    want_sentences = sorted(bot.store.sentences.get()["ids"])
+    want_sentences = sorted(bot.store.sentences.ids())
     fingerprint = bot.store.fingerprint()
     bm25 = store / "bm25" / bot.store.name
 
@@ -568,7 +568,7 @@ def test_states_a_killed_run_can_leave_are_finished_by_the_next(small_store: Ass
     (corpus / "mill.txt").unlink()
     report = bot.ingest()
     assert (report.removed, report.unchanged) == (0, 2)
-    assert sorted(bot.store.sentences.get()["ids"]) == want_sentences
+    assert sorted(bot.store.sentences.ids()) == want_sentences
     assert sorted(bot.store.chunks.get()["ids"]) == want_chunks
 
     # Killed after the writes, before the BM25 index and the fingerprint were recorded.
@@ -584,7 +584,7 @@ def test_states_a_killed_run_can_leave_are_finished_by_the_next(small_store: Ass
     report = bot.ingest()
     assert report.new == 1 and report.unchanged == 1
     assert sorted(bot.store.chunks.get()["ids"]) == want_chunks
-    assert sorted(bot.store.sentences.get()["ids"]) == want_sentences
+    assert sorted(bot.store.sentences.ids()) == want_sentences
     assert bot.ask(Q_BOATS).short_answer == "42"
 
 

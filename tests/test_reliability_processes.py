@@ -63,7 +63,7 @@ def store_state(corpus: Path, store: Path, embed_model) -> dict:
     bot = new_bot(corpus, store, embed_model)
     s = bot.store
     chunks = s.chunks.get(include=["embeddings", "metadatas"])
-    sentences = s.sentences.get()
+    sentences = s.sentences.ids()
     # The vector index answers for every chunk: each finds itself first.
     found = s.chunks.query(query_embeddings=chunks["embeddings"], n_results=1)["ids"]
     bm25 = store / "bm25" / s.name / "fingerprint"
@@ -71,7 +71,7 @@ def store_state(corpus: Path, store: Path, embed_model) -> dict:
     state = {
         "chunk_ids": sorted(chunks["ids"]),
         "chunk_count": s.count(),
-        "sentence_ids": sorted(sentences["ids"]),
+        "sentence_ids": sorted(sentences),
         "sentence_count": s.sentence_count(),
         "docs": {d: (v.sha256, v.n_chunks, v.present) for d, v in s.stored_docs().items()},
         "fingerprint": s.fingerprint(),
