@@ -71,21 +71,21 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
     return s, e
 
 
+_OPENER = re.compile("[" + re.escape("".join(_OPEN_QUOTES) + '"') + "]")
+
+
 def _quoted_regions(para: str) -> list[tuple[int, int]]:
     regions = []
     i = 0
-    while i < len(para):
-        ch = para[i]
-        close = _OPEN_QUOTES.get(ch) or ('"' if ch == '"' else None)
-        if close:
-            j = para.find(close, i + 1)
-            if j == -1:
-                break
-            if j - i < 400:
-                regions.append((i, j))
-            i = j + 1
-        else:
-            i += 1
+    while m := _OPENER.search(para, i):
+        i = m.start()
+        close = _OPEN_QUOTES.get(para[i]) or '"'
+        j = para.find(close, i + 1)
+        if j == -1:
+            break
+        if j - i < 400:
+            regions.append((i, j))
+        i = j + 1
     return regions
 
 

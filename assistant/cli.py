@@ -203,7 +203,12 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
     check_bind(bot.settings.host, bot.settings.auth)  # refuse an unsafe bind before ingesting
     if not args.no_ingest:
         print(bot.ingest().summary(), flush=True)
-    return serve(bot)
+    code = serve(bot)
+    # Leave without waiting for the web server's threads: the store is always consistent
+    # (an upload's ingest cut short is finished by the next ingest).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _eval(bot: Any, args: argparse.Namespace) -> int:

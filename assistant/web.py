@@ -950,5 +950,10 @@ def serve(bot: Assistant, *, host: str | None = None, port: int | None = None,
     except KeyboardInterrupt:
         print("Stopping the chat page.", flush=True)
     finally:
-        app.close()
+        # Bounded: a connection that does not close must not keep Ctrl+C from stopping.
+        closer = threading.Thread(target=app.close, daemon=True)
+        closer.start()
+        closer.join(timeout=10)
+        if closer.is_alive():
+            log.warning("the web server did not stop within 10 s; exiting anyway")
     return 0

@@ -601,6 +601,10 @@ def test_reader_notices_an_ingest_by_another_writer(small_store: Assistant, embe
     assert answer.short_answer == "7" and answer.citations[0].path == "mill.txt"
     writer.ingest(rebuild=True)  # new collections under the reader's feet
     assert reader.ask(Q_BOATS).short_answer == "42"
+    # ... and reads the rebuilt sentence vectors, not the deleted file's.
+    hits = reader._retriever_for_query().retrieve(Q_BOATS, embed_model.embed([Q_BOATS])[0])
+    vectors = reader._sentence_vectors(hits)
+    assert len(vectors) == len({(h.doc_id, *s) for h in hits for s in h.sentences}) > 0
 
 
 def test_store_directory_that_cannot_be_created(tmp_path: Path, embed_model) -> None:

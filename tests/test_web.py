@@ -517,14 +517,17 @@ def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> N
     env.pop("ASSISTANT_HOST", None)
     env.pop("ASSISTANT_AUTH", None)
     t0 = time.perf_counter()
+    # stderr goes to a file: an undrained pipe would block the server once it filled.
+    err_path = tmp_path / "serve.err"
+    err = err_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         lines = []
         assert proc.stdout is not None
         while True:
             line = proc.stdout.readline()
-            assert line, f"serve exited: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}"
+            assert line, f"serve exited: {proc.wait()} {err_path.read_text()[-2000:]}"
             lines.append(line)
             if "Chat page:" in line:
                 break
@@ -545,4 +548,5 @@ def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> N
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-    assert code == 0
+        err.close()
+    assert code == 0, f"serve ended with {code}: {err_path.read_text()[-2000:]}"
