@@ -16,7 +16,7 @@ import numpy as np
 
 from assistant.answering import ExtractiveAnswerer
 from assistant.entities import EntityTagger
-from assistant.question import STOPWORDS, analyze, clean_text, words
+from assistant.question import analyze, clean_text, vocabulary
 from assistant.settings import AssistantError, Settings
 from assistant.types import Answer, IngestReport
 
@@ -102,20 +102,25 @@ class Assistant:
             self._word_file = WordVectors(self.settings.store / "words" / self.store.name)
         return self._word_file
 
-    def _update_word_vectors(self) -> None:
-        """Embed the vocabulary of the stored chunks once (only new words after a change),
-        so that questions find their candidates' word vectors ready."""
+    def _update_word_vectors(self, previous: str = "", new_words: set[str] | None = None,
+                             complete: bool = False) -> None:
+        """Embed the vocabulary of the stored chunks once, so that questions find their
+        candidates' word vectors ready. After an ingest only the words of the chunks it
+        wrote (``new_words``) are looked at, when the word file was up to date with the
+        store before it (``previous``) or they are the whole corpus's (``complete``)."""
         fingerprint = self.store.fingerprint()
         words_file = self._stored_words()
-        if not fingerprint or words_file.fingerprint() == fingerprint:
+        have = words_file.fingerprint()
+        if not fingerprint or have == fingerprint:
             return
-        vocabulary: set[str] = set()
-        for _, text, _ in self.store.iter_chunks():
-            vocabulary.update(w.lower() for w, _, _ in words(text or ""))
-        vocabulary = {w for w in vocabulary
-                      if w not in STOPWORDS and len(w) > 2 and not w.isdigit()}
+        if new_words is not None and (complete or (previous and have == previous)):
+            vocab = new_words
+        else:
+            vocab = set()
+            for _, text, _ in self.store.iter_chunks():
+                vocab |= vocabulary(text or "")
         try:
-            words_file.update(vocabulary, self.embed_model, fingerprint)
+            words_file.update(vocab, self.embed_model, fingerprint)
         except OSError as exc:  # a read-only store still answers, embedding words per query
             logging.getLogger(__name__).warning("could not save word vectors: %s", exc)
 

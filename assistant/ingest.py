@@ -29,6 +29,7 @@ from assistant.corpus import (
     iter_corpus_files,
     load_article,
 )
+from assistant.question import vocabulary
 from assistant.retrieval import build_bm25, make_node
 from assistant.settings import AssistantError, Settings
 from assistant.store import Store, chunk_id, ingest_lock, sentence_id
@@ -202,10 +203,13 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport) -> 
 
 def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
            progress: Progress | None = None,
-           on_complete: Callable[[], None] | None = None) -> IngestReport:
+           on_complete: Callable[[str, set[str], bool], None] | None = None
+           ) -> IngestReport:
     """Bring the store up to date with the corpus, embedding only new or changed articles.
 
-    ``on_complete`` runs under the store's lock once the store is complete.
+    ``on_complete(previous, new_words, complete)`` runs under the store's lock once the
+    store is complete: ``previous`` is the fingerprint the store had before, ``new_words``
+    the vocabulary of the chunks written, ``complete`` whether they are all the store holds.
     """
     started = time.perf_counter()
     report = IngestReport()
@@ -213,7 +217,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         _remove_leftovers(settings.store)
         if not rebuild and unchanged_corpus(settings, store, report):
             if on_complete:
-                on_complete()
+                on_complete(store.fingerprint(), set(), False)
             report.seconds = time.perf_counter() - started
             return report
         max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
@@ -271,8 +275,10 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             report.removed += 1
         total = sum(len(a.body) for a in todo)
         done = 0
+        new_words: set[str] = set()
         for group in _groups(todo):
-            report.chunks_embedded += _write_group(settings, store, embed_model, group)
+            report.chunks_embedded += _write_group(settings, store, embed_model, group,
+                                                   new_words)
             done += sum(len(a.body) for a in group)
             if progress:
                 progress(done, total)
@@ -295,7 +301,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                                   chunks=store.count())
         index.save()
         if on_complete:
-            on_complete()
+            on_complete(previous, new_words, report.unchanged == 0 and not keep)
         report.chunks = store.count()
     report.seconds = time.perf_counter() - started
     return report
@@ -343,8 +349,9 @@ def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]
 
 
 def _write_group(settings: Settings, store: Store, embed_model: Any,
-                 group: list[Article]) -> int:
-    """Chunk, embed and write a group of articles; returns the chunks written.
+                 group: list[Article], new_words: set[str]) -> int:
+    """Chunk, embed and write a group of articles; returns the chunks written and adds
+    their vocabulary to ``new_words``.
 
     One delete and two adds for the whole group (each Chroma write is a transaction: per
     article they cost more than the writing itself). Sentences go in before chunks, so an
@@ -383,6 +390,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
             }
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
                                    vectors[c_from + k]))
+            new_words |= vocabulary(c.text)
     log.info("clearing earlier records of %d article(s)", len(group))
     store.delete_docs([a.doc_id for a in group])
     if s_ids:

@@ -144,6 +144,13 @@ def words(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
+def vocabulary(text: str) -> set[str]:
+    """The content words of ``text``, lower-cased: the words the answer layer may need to
+    match by meaning (stopwords, numbers and words of two letters are left out)."""
+    return {w for w in (m.lower() for m, _, _ in words(text))
+            if len(w) > 2 and w not in STOPWORDS and not w.isdigit()}
+
+
 def analyze(text: str) -> Question:
     """Content terms (stemmed, weighted) and the expected answer type of a question.
 

@@ -221,3 +221,23 @@ def test_a_store_changed_behind_the_index_takes_the_full_path(
     reads.clear()
     assert other.ingest().unchanged == 2 and len(reads) == 2
     assert str(moved) in index.read_text()
+
+
+def test_word_vectors_follow_incremental_ingests(bot: Assistant) -> None:
+    """The vocabulary's word vectors cover every stored chunk's words after each run, the
+    words of a new article included (only those are embedded then)."""
+    import json
+
+    from assistant.question import vocabulary
+
+    corpus = bot.settings.corpus
+    bot.ingest()
+    (corpus / "zeppelin.txt").write_text("Airship hangar reopens\n\nThe zeppelinworks "
+                                         "hangar reopened after the storm damage.")
+    bot.ingest()
+    folder = bot.settings.store / "words" / bot.store.name
+    stored = set(json.loads((folder / "words.json").read_text()))
+    assert (folder / "fingerprint").read_text() == bot.store.fingerprint()
+    for _, text, _ in bot.store.iter_chunks():
+        assert vocabulary(text) <= stored
+    assert "zeppelinworks" in stored
