@@ -107,34 +107,45 @@ class FileIndex:
     time then, and its content hash (or why it was skipped). Kept in the store directory,
     so that an unchanged corpus is recognised from ``stat`` alone, without reading files.
 
-    A file modified less than :attr:`SETTLE_NS` before it was read is not noted: a write in
-    the same clock tick as the read could otherwise go unseen.
+    A file modified less than :attr:`SETTLE_NS` before it was read is noted as unsettled:
+    a write in the same clock tick as the read would leave its stamp unchanged, so the
+    next run reads it again and compares hashes instead.
     """
 
     SETTLE_NS = 2_000_000_000
 
-    def __init__(self, path: Path, corpus: Path) -> None:
+    def __init__(self, path: Path, corpus: Path, max_bytes: int) -> None:
         self.path = path
         self.corpus = str(corpus.resolve())
+        self.max_bytes = max_bytes  # what "too large" meant
         self.files: dict[str, list] = {}
-        self._now = time.time_ns()
 
     def note(self, rel: str, stamp: tuple[int, int], sha256: str = "",
              skipped: str = "") -> None:
         """Record a file as read (``sha256``) or skipped for good (``skipped``)."""
         size, mtime_ns = stamp
-        if self._now - mtime_ns >= self.SETTLE_NS:
-            self.files[rel] = [size, mtime_ns, sha256, skipped]
+        settled = time.time_ns() - mtime_ns >= self.SETTLE_NS
+        self.files[rel] = [size, mtime_ns, sha256, skipped, settled]
+
+    def trusted(self, rel: str, st: os.stat_result) -> list | None:
+        """The entry of ``rel`` when its stamp shows the file as it was read."""
+        entry = self.files.get(rel)
+        if (entry is None or len(entry) != 5 or not entry[4]
+                or entry[:2] != [st.st_size, st.st_mtime_ns]):
+            return None
+        return entry
 
     @classmethod
-    def load(cls, path: Path, corpus: Path) -> FileIndex | None:
-        """The index of the last run over ``corpus`` (None when there is none)."""
-        index = cls(path, corpus)
+    def load(cls, path: Path, corpus: Path, max_bytes: int) -> FileIndex | None:
+        """The index of the last run over ``corpus`` with the same file size limit (None
+        when there is none)."""
+        index = cls(path, corpus, max_bytes)
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("corpus") != index.corpus:
+        if (not isinstance(data, dict) or data.get("corpus") != index.corpus
+                or data.get("max_bytes") != max_bytes):
             return None
         index.files = dict(data.get("files") or {})
         return index
@@ -144,7 +155,8 @@ class FileIndex:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"corpus": self.corpus, "files": self.files}))
+            tmp.write_text(json.dumps({"corpus": self.corpus, "max_bytes": self.max_bytes,
+                                       "files": self.files}))
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("could not save the file index: %s", exc)
@@ -163,25 +175,45 @@ def _index_path(settings: Settings, store: Store) -> Path:
     return settings.store / "files" / f"{store.name}.json"
 
 
-def unchanged_corpus(settings: Settings, store: Store, report: IngestReport) -> bool:
+def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
+                     max_bytes: int = MAX_FILE_BYTES) -> bool:
     """True when no corpus file changed since the last complete ingest and the store is
-    that ingest's: every file's size and modification time are as recorded, and the
-    store, its BM25 index and its sentence count all carry the recorded corpus."""
-    index = FileIndex.load(_index_path(settings, store), settings.corpus)
+    that ingest's. Files whose stamp (size, modification time) is as recorded are not
+    read; the others are read and must hash as recorded. The store, its BM25 index and
+    its counts must all carry the recorded corpus. Any doubt returns False: the full path.
+    """
+    path = _index_path(settings, store)
+    index = FileIndex.load(path, settings.corpus, max_bytes)
     if index is None or not settings.corpus.is_dir():
         return False
+    fresh = FileIndex(path, settings.corpus, max_bytes)
     docs: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
     errors: list[tuple[Path, str]] = []
-    for path in iter_corpus_files(settings.corpus, errors=errors):
-        rel = doc_id_for(os.path.relpath(path, settings.corpus))
-        entry = index.files.get(rel)
+    for file in iter_corpus_files(settings.corpus, errors=errors):
+        rel = doc_id_for(os.path.relpath(file, settings.corpus))
         try:
-            st = os.stat(path)
+            st = os.stat(file)
         except OSError:
             return False
-        if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
-            return False
+        entry = index.trusted(rel, st)
+        if entry is not None:
+            fresh.files[rel] = entry
+        else:
+            old = index.files.get(rel)
+            if old is None:
+                return False  # a new file
+            try:
+                article = load_article(settings.corpus, file, max_bytes)
+            except SkippedFile as exc:
+                if exc.transient or not exc.stamp or old[3] != str(exc):
+                    return False
+                fresh.note(rel, exc.stamp, skipped=str(exc))
+            else:
+                if not article.stamp or article.sha256 != old[2]:
+                    return False  # changed
+                fresh.note(rel, article.stamp, sha256=article.sha256)
+            entry = fresh.files[rel]
         if entry[2]:
             docs[rel] = entry[2]
         else:
@@ -195,6 +227,8 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport) -> 
     if (store.recorded_counts() != (chunks, store.sentence_count())
             or _bm25_fingerprint(store) != fingerprint):
         return False
+    if fresh.files != index.files:
+        fresh.save()
     report.unchanged = len(docs)
     report.skipped = skipped
     report.chunks = chunks
@@ -215,15 +249,15 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
     report = IngestReport()
     with ingest_lock(settings.store, settings.lock_timeout):
         _remove_leftovers(settings.store)
-        if not rebuild and unchanged_corpus(settings, store, report):
+        max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
+        if not rebuild and unchanged_corpus(settings, store, report, max_bytes):
             if on_complete:
                 on_complete(store.fingerprint(), set(), False)
             report.seconds = time.perf_counter() - started
             return report
-        max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
         keep: set[str] = set()
         index_path = _index_path(settings, store)
-        index = FileIndex(index_path, settings.corpus)
+        index = FileIndex(index_path, settings.corpus, max_bytes)
         if rebuild:
             # Scan first: a bad corpus must not cost the store. The store itself may be
             # damaged beyond opening: reset() then starts it afresh.

@@ -157,8 +157,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_an_unchanged_corpus_is_recognised_without_reading_a_file(
-        bot: Assistant, reads: list[str]) -> None:
-    corpus = bot.settings.corpus
+        tmp_path: Path, embed_model, reads: list[str]) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text)
+    bot = Assistant(corpus=corpus, store=tmp_path / "store", max_file_mb=0.001)
+    bot._embed = embed_model
     (corpus / "empty.txt").write_text("")
     _age(corpus)
     first = bot.ingest()
@@ -169,6 +174,15 @@ def test_an_unchanged_corpus_is_recognised_without_reading_a_file(
     assert (again.new, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
     assert again.chunks == first.chunks
     assert again.skipped == [("empty.txt", "empty file")]
+    # A file noted as too large is read again once the limit is raised.
+    (corpus / "big.txt").write_text("Big report\n\n" + "The dam held. " * 200)
+    _age(corpus)
+    assert bot.ingest().skipped[0][0] == "big.txt"
+    reads.clear()
+    assert bot.ingest().skipped[0][0] == "big.txt" and reads == []
+    bigger = Assistant(corpus=corpus, store=bot.settings.store, max_file_mb=1)
+    bigger._embed = bot._embed
+    assert bigger.ingest().new == 1 and "big.txt" in reads
 
 
 def test_a_touched_or_resized_file_is_read_again(bot: Assistant, reads: list[str]) -> None:
