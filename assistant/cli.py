@@ -203,6 +203,8 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
     check_bind(bot.settings.host, bot.settings.auth)  # refuse an unsafe bind before ingesting
     if not args.no_ingest:
         print(bot.ingest().summary(), flush=True)
+    else:
+        bot.status()  # an unreachable or damaged store is an error now, not on each question
     code = serve(bot)
     # Leave without waiting for the web server's threads: the store is always consistent
     # (an upload's ingest cut short is finished by the next ingest).

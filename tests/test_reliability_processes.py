@@ -301,7 +301,8 @@ def test_chroma_server_restarted_during_a_chat_session(tmp_path: Path, corpus_di
     assert bot.ingest().unchanged == 1
 
 
-@pytest.mark.parametrize("command", [["ask", "How many children?"], ["ingest"], ["chat"]])
+@pytest.mark.parametrize("command", [["ask", "How many children?"], ["ingest"], ["chat"],
+                                     ["serve", "--no-ingest"]])
 def test_unreachable_chroma_server_is_one_line_and_exit_2(tmp_path: Path, corpus_dir: Path,
                                                           command: list[str]) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
