@@ -1,10 +1,11 @@
-"""Hybrid retrieval: BM25 (bm25s, built through llama-index's BM25Retriever) and dense
+"""Hybrid retrieval: BM25 (bm25s, tokenised as llama-index's BM25Retriever does) and dense
 (Chroma), fused by reciprocal rank. The BM25 index is persisted next to the store.
 
-The question path reads what llama-index wrote (the persisted bm25s index, the chunk
-collection in llama-index's node format) without importing llama-index: that import alone
-costs seconds of an ``assistant ask`` cold start. It scores exactly as
-``BM25Retriever.retrieve`` and ``ChromaVectorStore.query`` do.
+The question path reads the persisted bm25s index and the chunk collection (in llama-index's
+node format) without importing llama-index: that import alone costs seconds of an
+``assistant ask`` cold start. It scores exactly as ``BM25Retriever.retrieve`` and
+``ChromaVectorStore.query`` do (tests/test_retrieval.py checks the former against
+llama-index itself).
 """
 
 from __future__ import annotations
@@ -87,26 +88,49 @@ def _quiet_bm25() -> None:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
-def build_bm25(store: Store, fingerprint: str) -> Any:
-    """Build the BM25 index over every stored chunk and persist it atomically."""
+def bm25_content(chunk_id: str, text: str, meta: dict[str, Any]) -> str:
+    """What BM25 indexes of a chunk: its node's content as llama-index gives it to the
+    embedding model and to ``BM25Retriever`` (the title, then the text)."""
+    from llama_index.core.schema import MetadataMode
+
+    return make_node(chunk_id, text, _node_meta(meta)).get_content(
+        metadata_mode=MetadataMode.EMBED)
+
+
+def build_bm25(store: Store, fingerprint: str) -> SparseIndex | None:
+    """Build the BM25 index over every stored chunk and persist it atomically.
+
+    bm25s with the tokenisation of llama-index's ``BM25Retriever`` (English stopwords,
+    Snowball stemmer, its token pattern, same content) — the same index and scores — but
+    without keeping a copy of every node: at 100,000 chunks that copy was most of the
+    ingest's memory and half a gigabyte on disk. Only the chunk ids are saved beside it.
+    """
+    import bm25s
     import Stemmer
-    from llama_index.retrievers.bm25 import BM25Retriever
 
     _quiet_bm25()
-    nodes = [make_node(cid, text, meta) for cid, text, meta in store.iter_chunks()]
-    if not nodes:
+    ids: list[str] = []
+    contents: list[str] = []
+    for cid, text, meta in store.iter_chunks():
+        ids.append(cid)
+        contents.append(bm25_content(cid, text or "", meta or {}))
+    if not ids:
         return None
-    retriever = BM25Retriever.from_defaults(
-        nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="en",
-        similarity_top_k=min(10, len(nodes)),
-    )
+    tokens = bm25s.tokenize(contents, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                            token_pattern=TOKEN_PATTERN, show_progress=False)
+    del contents
+    bm25 = bm25s.BM25()
+    bm25.index(tokens, show_progress=False)
+    del tokens
+    index = SparseIndex(ids, bm25)
     target = _bm25_dir(store)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=target.parent))
+    tmp: Path | None = None
     try:
-        retriever.persist(str(tmp), show_progress=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=target.parent))
+        bm25.save(str(tmp))
         # Chunk ids in index order: the question path loads these, not the whole corpus.
-        (tmp / IDS_FILE).write_text(json.dumps([n.node_id for n in nodes]))
+        (tmp / IDS_FILE).write_text(json.dumps(ids))
         (tmp / "fingerprint").write_text(fingerprint)
         old = target.with_name(target.name + ".old")
         if target.exists():
@@ -116,24 +140,32 @@ def build_bm25(store: Store, fingerprint: str) -> Any:
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         log.warning("could not persist the BM25 index: %s", exc)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return retriever
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return index
 
 
 class SparseIndex:
-    """The persisted BM25 index, loaded without its corpus (chunk ids only)."""
+    """A BM25 index over the chunks (bm25s) and the chunk id of each of its documents."""
 
-    def __init__(self, path: Path) -> None:
-        import bm25s
+    def __init__(self, ids: list[str], bm25: Any) -> None:
         import Stemmer
 
-        _quiet_bm25()
-        self.ids: list[str] = json.loads((path / IDS_FILE).read_text())
-        self.bm25 = bm25s.BM25.load(str(path), load_corpus=False, mmap=True,
-                                    show_progress=False)
-        if int(self.bm25.scores["num_docs"]) != len(self.ids):
+        if int(bm25.scores["num_docs"]) != len(ids):
             raise ValueError("BM25 index and chunk ids disagree")
+        self.ids = ids
+        self.bm25 = bm25
         self.stemmer = Stemmer.Stemmer("english")
+
+    @classmethod
+    def load(cls, path: Path) -> SparseIndex:
+        """The persisted index, memory-mapped."""
+        import bm25s
+
+        _quiet_bm25()
+        ids = json.loads((path / IDS_FILE).read_text())
+        return cls(ids, bm25s.BM25.load(str(path), load_corpus=False, mmap=True,
+                                        show_progress=False))
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them."""
@@ -148,34 +180,18 @@ class SparseIndex:
 
 
 def load_bm25(store: Store, fingerprint: str) -> SparseIndex:
-    """The persisted BM25 index when it matches the store, else a fresh build."""
+    """The persisted BM25 index when it matches the store, else a fresh build (kept in
+    memory when the store directory is read-only)."""
     target = _bm25_dir(store)
     try:
         if (target / "fingerprint").read_text() == fingerprint and fingerprint:
-            return SparseIndex(target)
+            return SparseIndex.load(target)
     except (OSError, ValueError, KeyError) as exc:
         log.info("BM25 index at %s unusable (%s); rebuilding", target, exc)
-    retriever = build_bm25(store, fingerprint)
-    try:
-        return SparseIndex(target)
-    except (OSError, ValueError, KeyError):
-        if retriever is None:
-            raise
-        return _InMemorySparse(retriever)
-
-
-class _InMemorySparse:
-    """A BM25Retriever that could not be persisted (read-only store directory)."""
-
-    def __init__(self, retriever: Any) -> None:
-        self.retriever = retriever
-
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        from llama_index.core.schema import QueryBundle
-
-        self.retriever.similarity_top_k = min(k, int(self.retriever.bm25.scores["num_docs"]))
-        return [(n.node.node_id, float(n.score or 0.0))
-                for n in self.retriever.retrieve(QueryBundle(query_str=query))]
+    index = build_bm25(store, fingerprint)
+    if index is None:
+        raise AssistantError("the store is empty: run `assistant ingest` first")
+    return index
 
 
 def _node_meta(meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""Hybrid retrieval: the BM25 index against llama-index's BM25Retriever, and fusion."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.core import Assistant
+from tests.conftest import ROOT
+
+QUERIES = [
+    "How many children were reunited with their families?",
+    "Who wrote the letter to Putin?",
+    "flooding evacuation mayor",
+    "Which company announced layoffs?",
+    "what did the court decide",
+]
+
+
+@pytest.fixture(scope="module")
+def heldout_bot(tmp_path_factory: pytest.TempPathFactory, embed_model) -> Assistant:
+    """The seven articles of the real and held-out corpora, ingested."""
+    base = tmp_path_factory.mktemp("retrieval")
+    corpus = base / "corpus"
+    shutil.copytree(ROOT / "evals" / "heldout" / "corpus", corpus)
+    shutil.copy(next((ROOT / "corpus").glob("*.txt")), corpus)
+    bot = Assistant(corpus=corpus, store=base / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    return bot
+
+
+def test_bm25_ranks_and_scores_as_llama_index_bm25_retriever(heldout_bot: Assistant) -> None:
+    """The index is built with bm25s directly (no copy of the nodes); it must give the
+    ranking and scores of llama-index's BM25Retriever over the same nodes."""
+    import Stemmer
+    from llama_index.core.schema import QueryBundle
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    from assistant.retrieval import _node_meta, build_bm25, make_node
+
+    store = heldout_bot.store
+    ours = build_bm25(store, store.fingerprint())
+    assert ours is not None
+    nodes = [make_node(cid, text, _node_meta(meta)) for cid, text, meta in store.iter_chunks()]
+    assert len(nodes) > 20
+    reference = BM25Retriever.from_defaults(
+        nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="en",
+        similarity_top_k=10)
+    for query in QUERIES:
+        want = [(n.node.node_id, n.score) for n in reference.retrieve(QueryBundle(query))]
+        got = ours.search(query, 10)
+        assert [i for i, _ in got] == [i for i, _ in want], query
+        assert [round(v, 4) for _, v in got] == [round(float(v), 4) for _, v in want], query
+
+
+def test_persisted_index_is_read_back_without_rebuilding(heldout_bot: Assistant,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    import assistant.retrieval as retrieval
+
+    store = heldout_bot.store
+    built = retrieval.build_bm25(store, store.fingerprint())
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the persisted index should have been used")
+
+    monkeypatch.setattr(retrieval, "build_bm25", no_rebuild)
+    loaded = retrieval.load_bm25(store, store.fingerprint())
+    assert loaded.ids == built.ids
+    assert loaded.search(QUERIES[0], 5) == built.search(QUERIES[0], 5)
+
+
+def test_a_read_only_store_directory_still_answers(heldout_bot: Assistant, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the index cannot be persisted, the one just built is used from memory."""
+    import assistant.retrieval as retrieval
+
+    store = heldout_bot.store
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(retrieval, "_bm25_dir", lambda s: tmp_path / "a-file" / "bm25" / "x")
+    index = retrieval.load_bm25(store, store.fingerprint())
+    assert index.search(QUERIES[0], 3)
