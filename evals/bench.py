@@ -534,8 +534,9 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
             ratio_p50 = (m["p50_ms"] / peer["peer_p50_ms"]) if peer else None
             ratio_retr = (m["retrieve_p50_ms"] / peer["peer_p50_ms"]) if peer else None
             ratio_hit = (m["hit5"] / peer["peer_hit5"]) if peer and peer["peer_hit5"] else None
+            size = r["size"] + (" (stand-in model)" if r.get("stand_in_embedding") else "")
             lines.append("| " + " | ".join([
-                r["size"], mode, _f(m.get("chunks")), ingest_txt, cps,
+                size, mode, _f(m.get("chunks")), ingest_txt, cps,
                 f"{_f(m.get('embed_in_ingest_s'))} / {_f(m.get('floor_s'))}",
                 f"{_f(m.get('overhead_measured_pct'))} ({_f(m.get('overhead_pct'))})",
                 _f(m.get("reingest_s"), 2), _f(m.get("incr_s")),
@@ -571,10 +572,17 @@ def plot(results: list[dict], path: Path) -> bool:
         rows = [r for r in results if r.get(mode)]
         if not rows:
             continue
-        x = [r[mode]["chunks"] for r in rows]
+        real = [r for r in rows if not r.get("stand_in_embedding")]
+        stand_in = [r for r in rows if r.get("stand_in_embedding")]
         for key, label in (("p50_ms", "p50"), ("p95_ms", "p95")):
-            a.plot(x, [r[mode][key] for r in rows], style, label=f"{mode} {label}")
-        tp = [(r[mode]["chunks"], r[mode].get("chunks_per_s")) for r in rows]
+            line = a.plot([r[mode]["chunks"] for r in real], [r[mode][key] for r in real],
+                          style, label=f"{mode} {label}")
+            if stand_in:  # hollow: measured with the stand-in model
+                a.plot([r[mode]["chunks"] for r in stand_in], [r[mode][key] for r in stand_in],
+                       style[0], mfc="none", color=line[0].get_color(),
+                       label=f"{mode} {label} (stand-in model)")
+        tp = [(r[mode]["chunks"], r[mode].get("chunks_per_s")) for r in rows
+              if not r.get("stand_in_embedding")]  # a stand-in's throughput means nothing
         tp = [t for t in tp if t[1]]
         if tp:
             b.plot(*zip(*tp, strict=True), style, label=f"{mode} ingest chunks/s")
@@ -613,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
                         "model (hashed words): latency, RSS and size only, quality meaningless")
     parser.add_argument("--inline", action="store_true",
                         help="run the phases in this process (fast smoke runs; RSS not per phase)")
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="RESULTS_JSON",
+                        help="no run: the table and plot of results-SIZE.json files of "
+                        "earlier runs (sizes are often run separately), written to --out")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -626,7 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for size in args.sizes.split(","):
+    if args.combine:
+        results = [json.loads(p.read_text()) for p in args.combine]
+        results.sort(key=lambda r: (r.get("embedded") or r.get("server") or {}).get("chunks", 0))
+    for size in [] if args.combine else args.sizes.split(","):
         size = size.strip()
         if size not in SIZES:
             SIZES[size] = int(size.replace("k", "000"))

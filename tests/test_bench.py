@@ -28,6 +28,15 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     assert row["peer"]["peer_hit5"] > 0
     table = (out / "results.md").read_text()
     assert "| real | embedded |" in table
+    # Sizes run separately are put in one table, a stand-in model's run marked as such.
+    stand_in = json.loads((out / "results-real.json").read_text())
+    stand_in.update(size="100k", stand_in_embedding=True)
+    (tmp_path / "results-100k.json").write_text(json.dumps(stand_in))
+    both = tmp_path / "both"
+    assert bench.main(["--combine", str(out / "results-real.json"),
+                       str(tmp_path / "results-100k.json"), "--out", str(both)]) == 0
+    combined = (both / "results.md").read_text()
+    assert "| real | embedded |" in combined and "| 100k (stand-in model) | embedded |" in combined
     try:
         import matplotlib  # noqa: F401
     except ImportError:
