@@ -205,12 +205,7 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
         print(bot.ingest().summary(), flush=True)
     else:
         bot.status()  # an unreachable or damaged store is an error now, not on each question
-    code = serve(bot)
-    # Leave without waiting for the web server's threads: the store is always consistent
-    # (an upload's ingest cut short is finished by the next ingest).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return serve(bot)
 
 
 def _eval(bot: Any, args: argparse.Namespace) -> int:

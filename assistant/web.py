@@ -35,6 +35,7 @@ import html
 import ipaddress
 import logging
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -931,6 +932,10 @@ def launch(app: gr.Blocks, settings: Settings, *, host: str, port: int,
     return url
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(bot: Assistant, *, host: str | None = None, port: int | None = None,
           auth: str | None = None) -> int:
     """Serve the chat page (default http://127.0.0.1:7860), print its URL and block until
@@ -944,6 +949,11 @@ def serve(bot: Assistant, *, host: str | None = None, port: int | None = None,
     shown = url if is_loopback(host) or host in ("0.0.0.0", "::") else f"http://{host}:{port}/"
     extra = " (all interfaces; password required)" if not is_loopback(host) else ""
     print(f"Chat page: {shown}{extra}  (Ctrl+C to stop)", flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl+C and SIGTERM (service managers) stop the page, also when this process was
+        # started with SIGINT ignored (a background job of a script ignores it).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
     try:
         while app.is_running:
             time.sleep(0.2)

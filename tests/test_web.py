@@ -506,7 +506,11 @@ def test_twenty_concurrent_users_all_get_correct_answers(server: ServerHandle) -
 # `assistant serve` as a user runs it
 # --------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path,
+                                                            stop: signal.Signals) -> None:
+    """The page comes up, and Ctrl+C or SIGTERM stops it with exit 0 — also when the process
+    starts with SIGINT ignored, as a background job of a script (CI) does."""
     import shutil
 
     shutil.copytree(CORPUS, tmp_path / "corpus")
@@ -521,7 +525,8 @@ def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> N
     err_path = tmp_path / "serve.err"
     err = err_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         assert proc.stdout is not None
@@ -542,7 +547,7 @@ def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path) -> N
               f"page loaded after {loaded:.1f} s (fresh store, ingest included)")
         assert loaded < 120
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
