@@ -207,14 +207,29 @@ class Assistant:
         return generate_answer(self.settings, question, extractive, on_token)
 
     def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
+        """The stored vectors of the hits' sentences. Any that are missing (a store
+        directory on another machine than the ingest, a deleted file) are embedded now and
+        stored for next time."""
         from assistant.store import sentence_id
 
-        keys = {}
+        keys: dict[str, tuple[str, int, int]] = {}
+        texts: dict[str, str] = {}
         for h in hits:
             sha = str(h.meta.get("sha256", ""))
             for s, e in h.sentences:
-                keys[sentence_id(h.doc_id, sha, s, e)] = (h.doc_id, s, e)
+                sid = sentence_id(h.doc_id, sha, s, e)
+                keys[sid] = (h.doc_id, s, e)
+                texts[sid] = h.text[s - h.start : e - h.start]
         found = self.store.sentence_vectors(list(keys))
+        missing = [i for i in keys if i not in found]
+        if missing:
+            vectors = self.embed_model.embed([texts[i] for i in missing])
+            found.update(zip(missing, vectors, strict=True))
+            try:
+                self.store.sentences.add(missing, [keys[i][0] for i in missing], vectors)
+            except AssistantError as exc:  # a read-only store directory: embed each time
+                logging.getLogger(__name__).warning("could not store sentence vectors: %s",
+                                                    exc)
         return {keys[i]: np.asarray(v, dtype=np.float32) for i, v in found.items()}
 
     def _word_vectors(self, words: list[str], cache_size: int = 50_000

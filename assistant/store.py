@@ -158,6 +158,8 @@ class SentenceVectors:
         import numpy as np
 
         found: dict[str, Any] = {}
+        if self._con is None and not self.path.exists():
+            return found  # none stored here (yet): not created by a reader
         with self._guard() as con:
             for b in range(0, len(ids), 500):
                 part = ids[b : b + 500]

@@ -735,3 +735,21 @@ def test_any_question_string_answers_or_raises_assistant_error(article_bot: Assi
     assert isinstance(answer, Answer) and answer.text
     assert_citations_exact(answer, article_bot.settings.corpus)
     answer.to_dict()
+
+
+def test_missing_sentence_vectors_are_embedded_on_demand(small_store: Assistant, tmp_path: Path,
+                                                         embed_model) -> None:
+    """A store directory without the sentence vectors (another machine asking the same
+    Chroma server, a deleted file) answers as before and keeps what it embedded."""
+    corpus, store = small_store.settings.corpus, small_store.settings.store
+    before = new_bot(corpus, store, embed_model).ask(Q_BOATS)
+    copy = tmp_path / "store-copy"
+    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("sentences"))
+    bot = new_bot(corpus, copy, embed_model)
+    after = bot.ask(Q_BOATS)
+    assert (after.text, after.short_answer) == (before.text, before.short_answer)
+    filled = bot.store.sentences.ids()
+    assert filled
+    original = new_bot(corpus, store, embed_model).store.sentences.get(filled)
+    for sid, vec in bot.store.sentences.get(filled).items():
+        assert float(vec @ original[sid]) > 0.999  # the same vectors as the ingest's
