@@ -39,6 +39,23 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
+def _unchanged_file(corpus: Path, path: Path, known: FileIndex,
+                    stored: dict[str, Any]) -> Article | None:
+    """The stored article of ``path`` (without its text) when its stamp is as the index
+    noted and the store holds it complete with that content; else None."""
+    rel = doc_id_for(os.path.relpath(path, corpus))
+    try:
+        entry = known.trusted(rel, os.stat(path))
+    except OSError:
+        return None
+    have = stored.get(rel)
+    if (entry is None or not entry[2] or have is None or not have.complete
+            or have.sha256 != entry[2]):
+        return None
+    return Article(doc_id=rel, path=rel, text="", sha256=entry[2], title="", body_start=0,
+                   body_end=0)
+
+
 def corpus_fingerprint(docs: dict[str, str]) -> str:
     """A hash of every ``doc_id → content hash`` pair: names the store's state."""
     h = hashlib.sha256()
@@ -49,13 +66,17 @@ def corpus_fingerprint(docs: dict[str, str]) -> str:
 
 def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = None,
          keep: set[str] | None = None, max_bytes: int = MAX_FILE_BYTES,
-         index: FileIndex | None = None) -> list[Article]:
+         index: FileIndex | None = None, known: FileIndex | None = None) -> list[Article]:
     """Every readable article; unreadable or duplicate files are recorded as skipped.
 
     Of files with identical content, the one already stored is kept (else the first).
     Files and folders that could not be read this time (permissions, I/O errors) are
     added to ``keep`` (folders as ``"name/"`` prefixes): the store keeps what it has of
     them. Empty, binary, over-large and duplicate files are not kept.
+
+    What was read of each file is noted in ``index`` for the next run. A file that the
+    previous run's index (``known``) shows unchanged, and that the store holds complete
+    with that content, is not read again: it is listed without its text.
     """
     if not corpus.exists():
         raise AssistantError(f"corpus directory not found: {corpus}")
@@ -66,6 +87,12 @@ def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = Non
     loaded: list[Article] = []
     unlisted: list[tuple[Path, str]] = []
     for path in iter_corpus_files(corpus, errors=unlisted):
+        if known is not None and index is not None:
+            same = _unchanged_file(corpus, path, known, stored)
+            if same is not None:
+                loaded.append(same)
+                index.files[same.doc_id] = known.files[same.doc_id]
+                continue
         try:
             article = load_article(corpus, path, max_bytes)
             if not article.text[article.body_start :].strip():
@@ -269,8 +296,9 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             previous, leftovers = "", False
         else:
             stored = store.stored_docs()
+            known = FileIndex.load(index_path, settings.corpus, max_bytes)
             articles = scan(settings.corpus, report, stored, keep=keep, max_bytes=max_bytes,
-                            index=index)
+                            index=index, known=known)
             previous = store.fingerprint()
             # Sentences without chunks are left only by a run killed midway, and then the
             # store no longer holds the recorded corpus or sentence count.
