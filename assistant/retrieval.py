@@ -25,8 +25,6 @@ from assistant.settings import AssistantError
 from assistant.store import Store
 
 log = logging.getLogger(__name__)
-# The BM25 retriever warns whenever top-k exceeds the corpus size; top-k is clamped here.
-logging.getLogger("llama_index.retrievers.bm25.base").setLevel(logging.ERROR)
 RRF_K = 60
 EMBED_METADATA = ("title",)
 IDS_FILE = "ids.json"
