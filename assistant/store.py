@@ -291,14 +291,6 @@ class Store:
                 )
         return col
 
-    def drop(self) -> None:
-        """Delete the collection and the sentence vectors (for ``ingest --rebuild``)."""
-        for name in (self.name, self.name + "-sentences"):
-            with suppress(Exception):
-                self.client.delete_collection(name)
-        self._chunks = None
-        self._drop_sentences()
-
     def _drop_sentences(self) -> None:
         self.sentences.close()
         base = self.sentences.path
