@@ -1,236 +1,242 @@
 """The extractive answer layer: choose the sentence(s) that answer, cut the short answer,
-or abstain when the retrieved passages do not support an answer."""
+or abstain when the retrieved passages do not support an answer.
+
+Every decision is a learned model over the features of :mod:`assistant.features`
+(:mod:`assistant.answer_model`): a base ranker shortlists sentences, a full ranker picks the
+best, a span ranker picks the short answer among the entities of the best sentences, and an
+abstention classifier gives the probability that the answer is right — the assistant
+abstains below ``min_score`` (default: the threshold chosen by cross-validation).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
+from assistant import answer_model
+from assistant.answer_model import AnswerModel
 from assistant.entities import Entity, EntityTagger
-from assistant.question import (
-    STOPWORDS,
-    TYPE_LABELS,
-    Question,
-    Term,
-    repair_typos,
-    stem,
-    words,
+from assistant.features import (
+    ANSWER_FEATURES,
+    SENTENCE_BASE,
+    SENTENCE_FULL,
+    SPAN_FEATURES,
+    Choice,
+    Evidence,
+    Sentence,
+    SoftMatcher,
+    Span,
+    WordVectors,
+    is_new,
+    match_strength,
+    matrix,
+    sentence_stems,
 )
+from assistant.question import TYPE_LABELS, Question, repair_typos
 from assistant.retrieval import Hit
+from assistant.text import STOPWORDS, stem, words
 from assistant.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
-# Answer types specific enough that a window without such an entity cannot answer.
-STRICT_TYPES = frozenset(
-    {"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE", "GPE"})
-_PRONOUN_START = re.compile(r"^[\"“‘']?(She|He|They|It|This|That|These|Those|Her|His)\b")
+MAX_ANSWER_WORDS = 60
+SentenceKey = tuple[str, int, int]
 
 
 @dataclass
-class Candidate:
-    """A sentence of a retrieved chunk and the evidence that it answers the question."""
+class Analysis:
+    """Every step of answering one question: what the models saw and what they chose."""
 
-    doc_id: str
-    path: str
-    title: str
-    start: int
-    end: int
-    text: str
-    rank: int
-    chunk_score: float
-    order: int = 0
-    stems: set[str] = field(default_factory=set)
-    chunk_stems: set[str] = field(default_factory=set)
-    dense: float = 0.0
-    cover: float = 0.0
-    cover_ctx: float = 0.0
-    typed: list[Entity] = field(default_factory=list)
-    score: float = 0.0
-
-
-@dataclass
-class Weights:
-    """How the evidence is combined; the knobs of the sentence picker."""
-
-    cover: float = 0.45
-    cover_ctx: float = 0.15
-    dense: float = 0.30
-    rank: float = 0.10
-    type_hit: float = 0.20
-    type_miss: float = 0.15
-    extend_gain: float = 0.12
-    repeat: float = 0.1
-    tag_limit: int = 6
-    rescore: int = 6
-
-
-WordVectors = Callable[[list[str]], dict[str, np.ndarray]]
-
-
-def match_strength(term: str, stems: set[str]) -> float:
-    """1 for an exact stem match, 0.7 for a shared prefix of 5+ letters, else 0."""
-    if term in stems:
-        return 1.0
-    if len(term) >= 5 and not term.isdigit():
-        head = term[:5]
-        for s in stems:
-            if len(s) >= 5 and s[:5] == head:
-                return 0.7
-    return 0.0
-
-
-def coverage(question: Question, stems: set[str]) -> float:
-    """Weighted share of the question's content terms found among ``stems``."""
-    total = sum(t.weight for t in question.terms)
-    if total == 0:
-        return 0.0
-    return sum(t.weight * match_strength(t.stem, stems) for t in question.terms) / total
-
-
-def sentence_stems(text: str) -> frozenset[str]:
-    """Stems of every word of a sentence (cached: passages recur across questions)."""
-    return _sentence_stems(text)
-
-
-@lru_cache(maxsize=50_000)
-def _sentence_stems(text: str) -> frozenset[str]:
-    """Stems of every word of a sentence, plus the initials of capitalised runs
-    ("International Criminal Court" → "icc") and dotted acronyms ("U.S." → "us")."""
-    found = {stem(w) for w, _, _ in words(text)}
-    for m in re.finditer(r"\b(?:[A-Z]\.){2,}", text):
-        found.add(m.group().replace(".", "").lower())
-    for m in re.finditer(r"\b[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+", text):
-        initials = "".join(w[0] for w in m.group().split() if w[0].isupper())
-        found.add(initials.lower())
-    return frozenset(found)
-
-
-class SoftMatcher:
-    """Matches question terms to sentence words by meaning when their stems differ
-    ("kids" ~ "children", "start" ~ "began"), with word vectors of the embedding model."""
-
-    def __init__(self, vectors: WordVectors | None, strong: float = 0.7, weak: float = 0.55
-                 ) -> None:
-        self.vectors = vectors
-        self.strong = strong
-        self.weak = weak
-
-    def strengths(self, question: Question, text: str, stems: set[str]) -> list[float]:
-        """Match strength of each question term in ``text`` (0, 0.6, 0.7, 0.9 or 1)."""
-        out = [match_strength(t.stem, stems) for t in question.terms]
-        todo = [i for i, v in enumerate(out)
-                if v < 0.7 and _softenable(question.terms[i]) and not question.terms[i].proper]
-        if not stems:  # matching a lone term against a list of words
-            todo = [i for i, t in enumerate(question.terms) if _softenable(t)]
-        if not todo or self.vectors is None:
-            return out
-        cand = sorted({w.lower() for w, _, _ in words(text)
-                       if w.lower() not in STOPWORDS and len(w) > 2 and not w.isdigit()})
-        if not cand:
-            return out
-        vecs = self.vectors(cand + [question.terms[i].word.lower() for i in todo])
-        matrix = np.stack([vecs[w] for w in cand])
-        for i in todo:
-            best = float((matrix @ vecs[question.terms[i].word.lower()]).max())
-            if best >= self.strong:
-                out[i] = max(out[i], 0.9)
-            elif best >= self.weak:
-                out[i] = max(out[i], 0.6)
-        return out
-
-
-def _softenable(term: Term) -> bool:
-    return not any(ch.isdigit() for ch in term.word)
-
-
-def weighted(question: Question, strengths: list[float]) -> float:
-    """Weighted coverage from per-term strengths."""
-    total = sum(t.weight for t in question.terms)
-    return sum(t.weight * v for t, v in zip(question.terms, strengths, strict=True)) / total \
-        if total else 0.0
+    evidence: Evidence
+    shortlist: list[Sentence] = field(default_factory=list)  # best first
+    choice: Choice | None = None
+    spans: list[Span] = field(default_factory=list)
+    span_probs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    answer_prob: float = 0.0
 
 
 class ExtractiveAnswerer:
     """Picks the answering sentence among the sentences of the retrieved chunks."""
 
-    def __init__(self, tagger: EntityTagger, min_score: float = 0.42,
-                 weights: Weights | None = None, word_vectors: WordVectors | None = None
-                 ) -> None:
+    def __init__(self, tagger: EntityTagger, min_score: float | None = None,
+                 word_vectors: WordVectors | None = None,
+                 model: AnswerModel | None = None) -> None:
         self.tagger = tagger
-        self.min_score = min_score
-        self.weights = weights or Weights()
+        self.model = model or answer_model.load()
+        self.min_score = self.model.policy.threshold if min_score is None else min_score
         self.soft = SoftMatcher(word_vectors)
 
-    def candidates(self, hits: list[Hit]) -> list[Candidate]:
+    # -- the steps ---------------------------------------------------------------------------
+    @staticmethod
+    def candidates(hits: list[Hit]) -> list[Sentence]:
         """Every distinct sentence of the hits, in reading order per article."""
-        seen: dict[tuple[str, int, int], Candidate] = {}
+        from assistant.entities import pattern_entities
+
+        seen: dict[SentenceKey, Sentence] = {}
         for rank, hit in enumerate(hits):
-            chunk_stems = sentence_stems(hit.text)
             for s, e in hit.sentences:
                 key = (hit.doc_id, s, e)
                 if key in seen:
                     continue
                 text = hit.text[s - hit.start : e - hit.start]
-                seen[key] = Candidate(
+                seen[key] = Sentence(
                     doc_id=hit.doc_id, path=str(hit.meta.get("path", hit.doc_id)),
                     title=str(hit.meta.get("title", "")), start=s, end=e, text=text,
-                    rank=rank, chunk_score=hit.score, stems=sentence_stems(text),
-                    chunk_stems=chunk_stems,
-                )
+                    rank=rank, hit=hit, stems=sentence_stems(text),
+                    patterns=pattern_entities(text))
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
+        index: dict[str, int] = {}
         for i, c in enumerate(cands):
             c.order = i
+            c.index = index.get(c.doc_id, 0)
+            index[c.doc_id] = c.index + 1
         return cands
 
-    def score(self, question: Question, cands: list[Candidate],
-              qvec: np.ndarray, svecs: dict[tuple[str, int, int], np.ndarray]) -> None:
-        """Fill in each candidate's evidence and score."""
-        w = self.weights
-        labels = TYPE_LABELS.get(question.answer_type or "", ())
-        for i, c in enumerate(cands):
-            vec = svecs.get((c.doc_id, c.start, c.end))
-            c.dense = float(np.dot(qvec, vec)) if vec is not None else 0.0
-            c.cover = self._cover(question, c)
-            ctx = set(c.stems)
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(cands) and _adjacent(cands[i], cands[j]):
-                    ctx |= cands[j].stems
-            c.cover_ctx = coverage(question, ctx)
-            c.score = (
-                w.cover * c.cover + w.cover_ctx * c.cover_ctx + w.dense * max(c.dense, 0.0)
-                + w.rank / (1 + c.rank)
-            )
-        if labels:
-            # Entity tagging is the costly step: tag the front runners and their neighbours.
-            front = sorted(range(len(cands)), key=lambda i: cands[i].score,
-                           reverse=True)[: w.tag_limit]
-            chosen = sorted({j for i in front for j in (i - 1, i, i + 1) if 0 <= j < len(cands)})
-            tagged = self.tagger.tag([cands[j].text for j in chosen])
-            for j, entities in zip(chosen, tagged, strict=True):
-                c = cands[j]
-                c.typed = _typed(entities, labels, question)
-                if question.role:
-                    c.typed = self._role_holders(c.text, c.typed, question.role)
-        for i, c in enumerate(cands):
-            if not labels:
-                break
-            if c.typed:
-                c.score += w.type_hit
-            elif any(0 <= j < len(cands) and _adjacent(c, cands[j]) and cands[j].typed
-                     for j in (i - 1, i + 1)):
-                c.score += w.type_hit / 2 - w.type_miss / 2  # the answer may sit next door
-            else:
-                c.score -= w.type_miss
-        # Second pass on the front runners: coverage by meaning, not only by stem.
-        for c in sorted(cands, key=lambda c: c.score, reverse=True)[: w.rescore]:
-            soft = weighted(question, self.soft.strengths(question, c.text, c.stems))
-            if soft > c.cover:
-                c.score += w.cover * (soft - c.cover)
-                c.cover = soft
+    def evidence(self, question: Question, hits: list[Hit], qvec: np.ndarray,
+                 svecs: dict[SentenceKey, np.ndarray]) -> Evidence:
+        """The evidence object the features read."""
+        cands = self.candidates(hits)
+        if cands:
+            repair_typos(question, set().union(*(c.stems for c in cands)))
+        dense = {k: float(np.dot(qvec, v)) for k, v in svecs.items()}
+        return Evidence(question=question, hits=hits, sentences=cands, dense=dense,
+                        soft=self.soft)
+
+    def rank_base(self, ev: Evidence) -> list[Sentence]:
+        """Score every sentence with the base ranker; the shortlist, best first."""
+        x = matrix(SENTENCE_BASE, ev, ev.sentences)
+        for s, v in zip(ev.sentences, self.model.sentence_base.logit(x), strict=True):
+            s.base = float(v)
+        ranked = sorted(ev.sentences, key=lambda s: (-s.base, s.order))
+        return ranked[: self.model.policy.shortlist]
+
+    def tag(self, ev: Evidence, sentences: list[Sentence]) -> None:
+        """Entities of ``sentences`` (and of their neighbours, which the features read)."""
+        todo = {s.order: s for s in sentences}
+        for s in sentences:
+            for n in ev.neighbours(s):
+                todo.setdefault(n.order, n)
+        todo = {k: s for k, s in todo.items() if s.entities is None}
+        if not todo:
+            return
+        chosen = [todo[k] for k in sorted(todo)]
+        labels = TYPE_LABELS.get(ev.question.answer_type or "", ())
+        for s, ents in zip(chosen, self.tagger.tag([s.text for s in chosen]), strict=True):
+            s.entities = ents
+            s.typed = expected_entities(ents, labels, ev.question) if labels else []
+            if labels and ev.question.role:
+                s.typed = self._role_holders(s.text, s.typed, ev.question.role)
+
+    def rank_full(self, ev: Evidence, sentences: list[Sentence],
+                  avoid: Collection[SentenceKey] = ()) -> list[Sentence]:
+        """Score ``sentences`` with the full ranker; best first."""
+        self.tag(ev, sentences)
+        x = matrix(SENTENCE_FULL, ev, sentences)
+        logits = self.model.sentence.logit(x)
+        for s, v in zip(sentences, logits, strict=True):
+            s.score = float(v)
+            if (s.doc_id, s.start, s.end) in avoid:
+                s.score -= self.model.policy.repeat_penalty
+            s.prob = float(1.0 / (1.0 + np.exp(-s.score)))
+        return sorted(sentences, key=lambda s: (-s.score, s.order))
+
+    def choose(self, ev: Evidence, ranked: list[Sentence],
+               avoid: Collection[SentenceKey] = ()) -> Choice:
+        """The best sentence, joined by a neighbour the ranker also believes in (at most
+        two sentences and :data:`MAX_ANSWER_WORDS` words)."""
+        best = ranked[0]
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        scored = {s.order for s in ranked}
+        neighbours = [n for n in ev.neighbours(best)
+                      if (n.doc_id, n.start, n.end) not in avoid]
+        unscored = [n for n in neighbours if n.order not in scored]
+        if unscored:
+            self.rank_full(ev, unscored, avoid)
+        options = [n for n in neighbours if n.prob >= self.model.policy.join
+                   and len(words(best.text)) + len(words(n.text)) <= MAX_ANSWER_WORDS]
+        chosen = [best]
+        if options:
+            chosen.append(max(options, key=lambda n: (n.prob, -n.order)))
+        chosen.sort(key=lambda s: s.start)
+        return Choice(sentences=chosen, best=best, runner_up=runner_up, span=None,
+                      span_prob=0.0)
+
+    def span_candidates(self, ev: Evidence, ranked: list[Sentence], choice: Choice
+                        ) -> list[Span]:
+        """Entities, numbers and dates of the best sentences that the question does not
+        name: the short-answer candidates."""
+        sources = [choice.best, *[s for s in choice.sentences if s is not choice.best]]
+        for s in ranked[: self.model.policy.spans_from]:
+            if s not in sources:
+                sources.append(s)
+        self.tag(ev, sources)
+        spans: list[Span] = []
+        seen: set[tuple[int, str]] = set()
+        for rank, s in enumerate(sources):
+            found = list(s.entities or ())
+            if rank == 0:
+                found += word_candidates(s.text, found)
+            for e in found:
+                text = clean_span(e.text)
+                if not text or not is_new(e, ev.question) or (s.order, text) in seen:
+                    continue
+                seen.add((s.order, text))
+                spans.append(Span(entity=e, sentence=s, sentence_rank=rank, text=text))
+        return spans
+
+    def pick_span(self, ev: Evidence, spans: list[Span]) -> np.ndarray:
+        """The span ranker's probability for each candidate."""
+        return self.model.span.prob(matrix(SPAN_FEATURES, ev, spans))
+
+    def answer_probability(self, ev: Evidence, choice: Choice) -> float:
+        """The abstention classifier's probability that ``choice`` is right."""
+        return float(self.model.answer.prob(matrix(ANSWER_FEATURES, ev, [choice]))[0])
+
+    # -- the whole answer --------------------------------------------------------------------
+    def analyse(self, question: Question, hits: list[Hit], qvec: np.ndarray,
+                svecs: dict[SentenceKey, np.ndarray],
+                avoid: Collection[SentenceKey] = ()) -> Analysis:
+        """Run every step; ``analysis.choice`` is None when there is nothing to choose."""
+        ev = self.evidence(question, hits, qvec, svecs)
+        analysis = Analysis(evidence=ev)
+        if not ev.sentences or not question.terms:
+            return analysis
+        shortlist = self.rank_base(ev)
+        ranked = self.rank_full(ev, shortlist, avoid)
+        choice = self.choose(ev, ranked, avoid)
+        spans = self.span_candidates(ev, ranked, choice)
+        probs = self.pick_span(ev, spans)
+        if len(spans):
+            i = int(np.argmax(probs))  # first of equals: reading order of the best sentences
+            if probs[i] >= self.model.policy.min_span:
+                choice.span, choice.span_prob = spans[i], float(probs[i])
+        analysis.shortlist, analysis.choice = ranked, choice
+        analysis.spans, analysis.span_probs = spans, probs
+        analysis.answer_prob = self.answer_probability(ev, choice)
+        return analysis
+
+    def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
+               svecs: dict[SentenceKey, np.ndarray],
+               avoid: Collection[SentenceKey] | None = None) -> Answer:
+        """The cited answer, or an abstention showing the closest passages."""
+        passages = [_passage(h) for h in hits]
+        retrieved = list(dict.fromkeys(h.doc_id for h in hits))
+        analysis = self.analyse(question, hits, qvec, svecs, avoid or ())
+        choice = analysis.choice
+        if choice is None or analysis.answer_prob < self.min_score:
+            return _abstain(question, passages, retrieved)
+        score = round(analysis.answer_prob, 4)
+        citations = [
+            Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
+                     end=c.end, quote=c.text, score=score)
+            for i, c in enumerate(choice.sentences)
+        ]
+        text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
+        short = choice.span.text if choice.span is not None else None
+        return Answer(question=question.text, text=text, short_answer=short, abstained=False,
+                      citations=citations, retrieved=retrieved, passages=passages)
 
     def _role_holders(self, text: str, entities: list[Entity], role: str) -> list[Entity]:
         """People named next to a mention of ``role`` ("Judge Margaret Oyelaran", "Stefan
@@ -245,160 +251,16 @@ class ExtractiveAnswerer:
         return [ent for ent in entities if ent.label == "PERSON" and any(
             -40 <= ent.start - e <= 40 or -40 <= s - ent.end <= 40 for s, e in found)]
 
-    @staticmethod
-    def _cover(question: Question, c: Candidate) -> float:
-        """Coverage of the question by a sentence; a name the sentence lacks counts
-        partly when its passage has it (the sentence says "she" for "Melania Trump")."""
-        strengths = []
-        for t in question.terms:
-            v = match_strength(t.stem, c.stems)
-            if v == 0 and t.proper:
-                v = 0.7 * match_strength(t.stem, c.chunk_stems)
-            strengths.append(v)
-        return weighted(question, strengths)
 
-    def evidence(self, question: Question, chosen: list[Candidate],
-                 context: str) -> float:
-        """How well the chosen sentences support an answer, in [0, 1] (below 0: never).
-
-        Common words must be matched in the chosen sentences (by stem or meaning); names
-        may be matched anywhere in the retrieved passages of the same article (a later
-        sentence says "she" for "Melania Trump"). A number or year of the question that
-        the chosen sentences lack, or a name no retrieved passage contains, rules the
-        answer out.
-        """
-        text = " ".join(c.text for c in chosen)
-        stems: set[str] = set().union(*(c.stems for c in chosen))
-        strengths = self.soft.strengths(question, text, stems)
-        context_stems = sentence_stems(context)
-        names = " ".join(sorted({w for w, _, _ in words(context) if w[:1].isupper()}))
-        main = max(chosen, key=lambda c: c.score)
-        for i, t in enumerate(question.terms):
-            if t.proper and strengths[i] < 1.0:
-                strengths[i] = max(strengths[i], match_strength(t.stem, context_stems))
-                if strengths[i] == 0.0 and t.weight > 1.0:
-                    # "the Kremlin" for Moscow: a name may still match a name by meaning.
-                    one = Question(question.text, [Term(t.word, t.stem, 1.0)])
-                    near = self.soft.strengths(one, names, set())[0]
-                    if near < 0.6:
-                        return -1.0
-                    strengths[i] = 0.6
-            if (any(ch.isdigit() for ch in t.word) and t.weight > 1.0
-                    and match_strength(t.stem, main.stems) == 0):
-                return -1.0
-        cover = weighted(question, strengths)
-        dense = max(c.dense for c in chosen)
-        value = 0.6 * cover + 0.4 * max(dense, 0.0)
-        if question.answer_type and not any(c.typed for c in chosen):
-            if question.answer_type in STRICT_TYPES or question.role:
-                return -1.0  # asked "when" and no date is there, or "who is the judge" and no judge
-            value -= 0.2
-        return value
-
-    def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
-               svecs: dict[tuple[str, int, int], np.ndarray],
-               avoid: set[tuple[str, int, int]] | None = None) -> Answer:
-        """The cited answer, or an abstention showing the closest passages."""
-        passages = [_passage(h) for h in hits]
-        retrieved = list(dict.fromkeys(h.doc_id for h in hits))
-        cands = self.candidates(hits)
-        if not cands or not question.terms:
-            return _abstain(question, passages, retrieved)
-        repair_typos(question, set().union(*(c.chunk_stems for c in cands)))
-        self.score(question, cands, qvec, svecs)
-        for c in cands:
-            if avoid and (c.doc_id, c.start, c.end) in avoid:
-                c.score -= self.weights.repeat
-        best = max(cands, key=lambda c: c.score)
-        chosen = self._window(question, cands, best)
-        context = " ".join(h.text for h in hits if h.doc_id == best.doc_id)
-        support = self.evidence(question, chosen, context)
-        if support < self.min_score:
-            return _abstain(question, passages, retrieved)
-        short = self._short_answer(question, chosen, best)
-        citations = [
-            Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
-                     end=c.end, quote=c.text, score=round(support, 4))
-            for i, c in enumerate(chosen)
-        ]
-        text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(chosen))
-        return Answer(question=question.text, text=text, short_answer=short, abstained=False,
-                      citations=citations, retrieved=retrieved, passages=passages)
-
-    def _window(self, question: Question, cands: list[Candidate],
-                best: Candidate) -> list[Candidate]:
-        """The best sentence, joined by a neighbour when it adds what the question asks."""
-        i = best.order
-        options = []
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(cands) and _adjacent(best, cands[j]):
-                n = cands[j]
-                gain = coverage(question, best.stems | n.stems) - best.cover
-                needs_type = bool(question.answer_type) and not best.typed and bool(n.typed)
-                needs_context = j == i - 1 and bool(_PRONOUN_START.match(best.text)) and (
-                    gain > 0
-                )
-                if gain >= self.weights.extend_gain or needs_type or needs_context:
-                    options.append((gain + (0.5 if needs_type else 0.0), n))
-        if not options:
-            return [best]
-        neighbour = max(options, key=lambda o: o[0])[1]
-        return sorted([best, neighbour], key=lambda c: c.start)
-
-    def _short_answer(self, question: Question, chosen: list[Candidate],
-                      best: Candidate) -> str | None:
-        """The minimal span answering a factual question, in the article's words."""
-        if not question.answer_type:
-            return None
-        order = [best] + [c for c in chosen if c is not best]
-        labels = TYPE_LABELS[question.answer_type]
-        for c in order:
-            if not c.typed:
-                continue
-            anchors = [s for w, s, _ in words(c.text) if stem(w) in question.stems]
-            about_speech = bool(question.stems & _SPEECH_STEMS)
-
-            def rank(e: Entity, c: Candidate = c, anchors: list[int] = anchors,
-                     about_speech: bool = about_speech) -> tuple:
-                dist = min((abs(e.start - a) for a in anchors), default=0)
-                # "…,” Mrs. Trump said": the speaker rarely answers unless asked who said it.
-                speaker = not about_speech and _is_speaker(c.text, e)
-                overlap = bool({stem(w) for w, _, _ in words(e.text)} & question.stems)
-                return (speaker, overlap, dist // 40, labels.index(e.label), dist, e.start)
-
-            ent = min(c.typed, key=rank)
-            return _clean_span(ent.text)
-        return None
-
-
-_SPEECH_STEMS = {"say", "said", "tell", "told", "announc", "claim", "quot", "speak", "spoke",
-                 "describ", "accord", "insist", "deni", "wrote", "write"}
-_SPEAKER_AFTER = re.compile(r"^\s*(said|says|told|added|wrote|noted|stated|explained)\b")
-_SPEAKER_BEFORE = re.compile(r"\b(said|says|according to)\s*$")
-
-
-def _is_speaker(text: str, entity: Entity) -> bool:
-    """True for the attribution of a quotation ("Mrs. Trump said")."""
-    return bool(_SPEAKER_AFTER.match(text[entity.end :])
-                or _SPEAKER_BEFORE.search(text[: entity.start]))
-
-
-def _adjacent(a: Candidate, b: Candidate) -> bool:
-    if a.doc_id != b.doc_id:
-        return False
-    first, second = (a, b) if a.start < b.start else (b, a)
-    return 0 <= second.start - first.end <= 3
-
-
-def _typed(entities: list[Entity], labels: tuple[str, ...], question: Question
-           ) -> list[Entity]:
+def expected_entities(entities: list[Entity], labels: tuple[str, ...], question: Question
+                      ) -> list[Entity]:
     """Entities of the expected type that the question does not name. A number inside a
     date, time or sum of money ("the past 24 hours", "$7.5 million") is not a count."""
     spans = [(e.start, e.end) for e in entities
              if e.label in ("DATE", "TIME", "MONEY", "PERCENT", "AGE") and e.label not in labels]
     out = []
     for e in entities:
-        if e.label not in labels or not _is_new(e, question):
+        if e.label not in labels or not is_new(e, question):
             continue
         if e.label == "NUM" and any(a <= e.start and e.end <= b for a, b in spans):
             continue
@@ -406,19 +268,34 @@ def _typed(entities: list[Entity], labels: tuple[str, ...], question: Question
     return out
 
 
-def _is_new(entity: Entity, question: Question) -> bool:
-    """An entity the question does not already name."""
-    ent_stems = {stem(w) for w, _, _ in words(entity.text)}
-    if not ent_stems:
-        return False
-    # "Ukraine" is not new to a question about "Ukrainian children".
-    return not all(match_strength(s, question.stems) > 0 for s in ent_stems)
+_CAPITAL = re.compile(r"\b[A-Z][a-z][\w’'-]*")
 
 
-def _clean_span(text: str) -> str:
+def word_candidates(text: str, entities: list[Entity]) -> list[Entity]:
+    """Answers that are no entity: a capitalised word no entity covers ("Batgirl"), a
+    content word ("chess") or two ("edit button") of the best sentence."""
+    covered = [(e.start, e.end) for e in entities]
+
+    def free(a: int, b: int) -> bool:
+        return not any(s < b and a < e for s, e in covered)
+
+    out = []
+    for m in _CAPITAL.finditer(text):
+        if m.start() > 0 and free(m.start(), m.end()) and m.group().lower() not in STOPWORDS:
+            out.append(Entity(m.group(), "CAPITAL", m.start(), m.end()))
+    toks = [(w, a, b) for w, a, b in words(text)
+            if w.islower() and len(w) > 3 and w not in STOPWORDS]
+    for i, (w, a, b) in enumerate(toks):
+        out.append(Entity(w, "WORD", a, b))
+        if i + 1 < len(toks) and 0 < toks[i + 1][1] - b <= 1:
+            out.append(Entity(text[a : toks[i + 1][2]], "WORDS", a, toks[i + 1][2]))
+    return out
+
+
+def clean_span(text: str) -> str:
     """Trim quotes and punctuation, a trailing possessive, and a leading owner
     ("Ukraine’s Children of War" → "Children of War")."""
-    text = text.strip().strip("“”\"'‘’,;:—-").strip()
+    text = text.strip().strip("“”\"'‘’,;:—-().").strip()
     text = re.sub(r"[’']s$", "", text)
     text = re.sub(r"^(?:the\s+)?[A-Z][\w-]*[’']s\s+(?=[A-Z])", "", text)
     return text

@@ -16,8 +16,9 @@ import numpy as np
 
 from assistant.answering import ExtractiveAnswerer
 from assistant.entities import EntityTagger
-from assistant.question import analyze, clean_text, vocabulary
+from assistant.question import analyze
 from assistant.settings import AssistantError, Settings
+from assistant.text import clean_text, vocabulary
 from assistant.types import Answer, IngestReport
 
 _WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
@@ -243,9 +244,10 @@ class Assistant:
             missing = [w for w in missing if w not in found]
             while len(self._words) > cache_size:
                 self._words.popitem(last=False)
-        if missing:
-            for w, v in zip(missing, self.embed_model.embed(missing), strict=True):
-                self._words[w] = v
+        for w in missing:
+            # One word per call: a vector must not depend on which other words happened
+            # to be missing (batch padding changes the last bits, and answers with them).
+            self._words[w] = self.embed_model.embed([w])[0]
             while len(self._words) > cache_size:
                 self._words.popitem(last=False)
         return {w: self._words[w] for w in words}

@@ -15,8 +15,11 @@ all sent through one chat session::
 Metrics (the names used in summaries and by ``--fail-under``):
 
 - ``answer_accuracy``: answerable questions are correct when the assistant did not
-  abstain and a normalised gold answer occurs, token-aligned, in the normalised answer
-  text; unanswerable ones are correct when it abstained.
+  abstain, the answer has at most 60 words and two cited sentences, and a normalised gold
+  answer occurs, token-aligned, in the normalised answer text; unanswerable ones are
+  correct when it abstained.
+- ``short_answer_accuracy``: answerable questions whose normalised ``short_answer`` contains
+  a normalised gold answer or lies inside one (not abstained, not empty).
 - ``exact_match``, ``f1``: SQuAD-style scores of the short answer (answerable only).
 - ``citation_validity``: fraction of answers with citations whose citations are all
   exact (``quote == read_text(corpus / path)[start:end]``); ``invalid_citations`` counts
@@ -58,6 +61,7 @@ DEFAULT_GOLD_GLOB = "evals/gold/*.jsonl"
 METRICS: tuple[str, ...] = (
     "questions",
     "answer_accuracy",
+    "short_answer_accuracy",
     "exact_match",
     "f1",
     "citation_validity",
@@ -385,16 +389,51 @@ def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
     return n > 0 and any(haystack[k : k + n] == needle for k in range(len(haystack) - n + 1))
 
 
+MAX_ANSWER_WORDS = 60
+MAX_ANSWER_SENTENCES = 2
+_MARKER = re.compile(r"\[\d+\]")
+
+
+def text_contains(text: str, gold_answers: Sequence[str]) -> bool:
+    """True when some normalised gold answer occurs as a run of whole tokens in the
+    normalised ``text``."""
+    tokens = normalize_tokens(text)
+    return any(_contains_tokens(tokens, normalize_tokens(g)) for g in gold_answers)
+
+
+def answer_words(answer: Answer) -> int:
+    """Words of the answer text, citation markers left out."""
+    return len(_MARKER.sub(" ", answer.text).split())
+
+
 def answer_correct(answer: Answer, gold_answers: Sequence[str]) -> bool:
-    """Answer accuracy of one answer: with gold answers, not abstained and some normalised
-    gold answer occurs as a run of whole tokens in the normalised answer text; with none
-    (unanswerable), abstained."""
+    """Answer accuracy of one answer: with gold answers, not abstained, at most
+    :data:`MAX_ANSWER_WORDS` words and :data:`MAX_ANSWER_SENTENCES` cited sentences, and some
+    normalised gold answer occurs as a run of whole tokens in the normalised answer text;
+    with none (unanswerable), abstained."""
     if not gold_answers:
         return answer.abstained
-    if answer.abstained:
+    if answer.abstained or answer_words(answer) > MAX_ANSWER_WORDS:
         return False
-    tokens = normalize_tokens(answer.text)
-    return any(_contains_tokens(tokens, normalize_tokens(g)) for g in gold_answers)
+    if answer.backend == "extractive" and len(answer.citations) > MAX_ANSWER_SENTENCES:
+        return False
+    return text_contains(answer.text, gold_answers)
+
+
+def short_answer_correct(answer: Answer, gold_answers: Sequence[str]) -> bool:
+    """Short-answer accuracy of one answer: not abstained, and the normalised
+    ``short_answer`` is not empty and contains a normalised gold answer or lies inside
+    one (whole tokens)."""
+    if answer.abstained or not gold_answers:
+        return False
+    pred = normalize_tokens(answer.short_answer or "")
+    if not pred:
+        return False
+    for gold in gold_answers:
+        ref = normalize_tokens(gold)
+        if ref and (_contains_tokens(pred, ref) or _contains_tokens(ref, pred)):
+            return True
+    return False
 
 
 def exact_match(prediction: str | None, gold_answers: Sequence[str]) -> float:
@@ -588,6 +627,7 @@ class QuestionResult:
     latency_ms: float
     correct: bool
     verdict: str
+    short_correct: bool | None = None
     exact_match: float | None = None
     f1: float | None = None
     invalid_citations: int = 0
@@ -604,6 +644,7 @@ class QuestionResult:
         """The per-question scores written to the output file."""
         return {
             "correct": self.correct,
+            "short_answer_correct": self.short_correct,
             "exact_match": self.exact_match,
             "f1": None if self.f1 is None else round(self.f1, 4),
             "citations_valid": self.invalid_citations == 0,
@@ -636,8 +677,9 @@ def score_answer(
 ) -> QuestionResult:
     """Score one answer against its gold question."""
     correct = answer_correct(answer, gold.answers)
-    em = f1 = None
+    em = f1 = short_ok = None
     if gold.answerable:
+        short_ok = short_answer_correct(answer, gold.answers)
         short = None if answer.abstained else answer.short_answer
         em, f1 = exact_match(short, gold.answers), token_f1(short, gold.answers)
     invalid = count_invalid_citations(answer, texts)
@@ -665,6 +707,7 @@ def score_answer(
         latency_ms=answer.latency_ms if latency_ms is None else latency_ms,
         correct=correct,
         verdict=verdict,
+        short_correct=short_ok,
         exact_match=em,
         f1=f1,
         invalid_citations=invalid,
@@ -684,6 +727,7 @@ def summarize(results: Sequence[QuestionResult]) -> Metrics:
     metrics: Metrics = {
         "questions": float(len(results)),
         "answer_accuracy": _mean([float(r.correct) for r in results]),
+        "short_answer_accuracy": _mean([float(bool(r.short_correct)) for r in answerable]),
         "exact_match": _mean([r.exact_match or 0.0 for r in answerable]),
         "f1": _mean([r.f1 or 0.0 for r in answerable]),
         "citation_validity": _mean([float(r.invalid_citations == 0) for r in cited]),

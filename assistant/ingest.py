@@ -29,10 +29,10 @@ from assistant.corpus import (
     iter_corpus_files,
     load_article,
 )
-from assistant.question import vocabulary
 from assistant.retrieval import build_bm25, make_node
 from assistant.settings import AssistantError, Settings
 from assistant.store import Store, chunk_id, ingest_lock, sentence_id
+from assistant.text import vocabulary
 from assistant.types import IngestReport
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from assistant.chunking import split_sentences
 from assistant.corpus import read_text
-from assistant.question import STOPWORDS, stem, words
 from assistant.settings import AssistantError, Settings
+from assistant.text import STOPWORDS, stem, words
 from assistant.types import Answer, Citation, Passage
 
 log = logging.getLogger(__name__)

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-STOPWORDS = frozenset(
-    """a an the and or but if of at by for with about against between into through during
-    before after above below to from up down in out on off over under again further then
-    once here there all any both each few more most other some such no nor not only own
-    same so than too very s t can will just don should now is are was were be been being
-    have has had having do does did doing i me my myself we our ours ourselves you your
-    yours yourself he him his himself she her hers herself it its itself they them their
-    theirs themselves what which who whom whose this that these those am would could might
-    must shall may also as when where why how whats what's who's tell me please know say
-    said says according article articles corpus mention mentioned mentions state stated
-    states report reported text did does do get got give gave make made exactly actually
-    really one ones someone something anything thing things much many""".split()
-)
+from assistant.text import STOPWORDS, clean_text, stem, words
 
 # Expected answer types and the entity labels that satisfy them.
 TYPE_LABELS: dict[str, tuple[str, ...]] = {
@@ -77,42 +63,6 @@ _SPEAKER_CLAUSE = re.compile(
 )
 _WHO_IS_NAME = re.compile(r"^\s*(?i:who|what) (?i:is|was|are|were) [A-Z][\w’'-]+"
                           r"(\s[A-Z][\w’'-]+)*\s*\??$")
-_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ0-9]+(?:[’'][A-Za-z]+)?(?:[.,][0-9]+)*")
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
-_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
-                      "seventy": "70", "eighty": "80", "ninety": "90", "hundred": "100"})
-
-
-@lru_cache(maxsize=200_000)
-def stem(word: str) -> str:
-    """The Snowball stem of a lower-cased word without possessive or thousands separators;
-    small number words become digits ("nine" and "9" match)."""
-    w = word.lower().replace("’", "'")
-    if w.endswith("'s"):
-        w = w[:-2]
-    w = w.replace(",", "")
-    return _NUMBER_WORDS.get(w) or _stemmer().stemWord(w)
-
-
-def clean_text(text: str) -> str:
-    """Drop control characters and collapse whitespace."""
-    text = "".join(
-        ch if unicodedata.category(ch)[0] != "C" else " " for ch in text
-    )
-    return re.sub(r"\s+", " ", text).strip()
-
-
 @dataclass
 class Term:
     """A content word of the question."""
@@ -137,18 +87,6 @@ class Question:
     def stems(self) -> set[str]:
         """The stems of the content terms."""
         return {t.stem for t in self.terms}
-
-
-def words(text: str) -> list[tuple[str, int, int]]:
-    """Word tokens of ``text`` with their offsets."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
-
-def vocabulary(text: str) -> set[str]:
-    """The content words of ``text``, lower-cased: the words the answer layer may need to
-    match by meaning (stopwords, numbers and words of two letters are left out)."""
-    return {w for w in (m.lower() for m, _, _ in words(text))
-            if len(w) > 2 and w not in STOPWORDS and not w.isdigit()}
 
 
 def analyze(text: str) -> Question:
@@ -265,3 +203,29 @@ def repair_typos(question: Question, vocabulary: set[str]) -> None:
         close = sorted(v for v in vocabulary if len(v) >= 4 and within_one_edit(t.stem, v))
         if close:
             t.stem = close[0]
+
+
+_FOCUS = re.compile(r"\b(?:which|what)\b", re.IGNORECASE)
+_FOCUS_WORDS = re.compile(r"^(?:\s+[A-Za-z][\w’'-]*){1,4}")
+_NOT_FOCUS = frozenset(
+    """is was are were be been do does did has have had can could will would should may
+    might must of in on at for to from by with as that this these those about the a an
+    it its they he she his her their you we i kind type sort""".split())
+
+
+def focus_word(text: str) -> str | None:
+    """The noun a "which/what …" question asks for ("Which music genre …" → "genre",
+    "What sport do they play?" → "sport"), lower-cased; None when there is none."""
+    m = _FOCUS.search(text)
+    following = _FOCUS_WORDS.match(text[m.end() :]) if m else None
+    if not following:
+        return None
+    found: list[str] = []
+    for w in following.group().split():
+        low = w.lower().strip("’'")
+        if low in _NOT_FOCUS:
+            break
+        found.append(low)
+    while found and len(found) > 1 and found[-1].endswith("ed") and len(found[-1]) > 4:
+        found.pop()  # "what NFL star announced …": the verb is not the focus
+    return found[-1] if found else None

@@ -31,7 +31,7 @@ class Settings:
     top_k: int = 5
     chunk_tokens: int = 220
     chunk_overlap_tokens: int = 40
-    min_score: float = 0.42
+    min_score: float | None = None  # None: the answer model's calibrated threshold
     max_question_chars: int = 2000
     lock_timeout: float = 30.0  # seconds a second ingest waits for the store's lock
     # Corpus files larger than this are skipped with a warning: at ~80 sentences/s a

@@ -121,14 +121,14 @@ def test_more_answer_types(question: str, kind: str) -> None:
 
 
 def test_numbers_inside_dates_and_sums_are_not_counts() -> None:
-    from assistant.answering import _typed
+    from assistant.answering import expected_entities
     from assistant.entities import EntityTagger
     from assistant.question import TYPE_LABELS
 
     q = analyze("How many people were evacuated?")
     text = "A $7.5 million fund was set up in the past 24 hours; 4,300 people left."
     ents = EntityTagger().tag([text])[0]
-    typed = [e.text for e in _typed(ents, TYPE_LABELS["NUMBER"], q)]
+    typed = [e.text for e in expected_entities(ents, TYPE_LABELS["NUMBER"], q)]
     assert "4,300" in typed
     assert not any("7.5" in t or "24" in t for t in typed)
 

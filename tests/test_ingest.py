@@ -242,7 +242,7 @@ def test_word_vectors_follow_incremental_ingests(bot: Assistant) -> None:
     words of a new article included (only those are embedded then)."""
     import json
 
-    from assistant.question import vocabulary
+    from assistant.text import vocabulary
 
     corpus = bot.settings.corpus
     bot.ingest()
