@@ -65,11 +65,24 @@ class Policy:
     """Decisions taken on the models' outputs (chosen by cross-validation)."""
 
     threshold: float = 0.3  # abstain when P(answer right) is below this
-    join: float = 0.3  # join a neighbour whose sentence probability reaches this
+    join: float = 0.08  # join a neighbour whose sentence probability reaches this
     shortlist: int = 8  # sentences the full ranker sees (plus neighbours of the best three)
     spans_from: int = 3  # best sentences whose entities are short-answer candidates
     min_span: float = 0.05  # no short answer below this span probability
-    repeat_penalty: float = 2.0  # log-odds taken from a sentence a follow-up already got
+    # Checks that rule an answer out whatever its probability (see answering.RULES),
+    # kept when cross-validation shows they help.
+    rules: list[str] = field(default_factory=list)
+    # A corpus of at most this many articles (a few articles on one topic, where every
+    # question retrieves the same text) is calibrated apart: its own threshold and rules.
+    small_corpus: int = 50
+    small_threshold: float = 0.3
+    small_rules: list[str] = field(default_factory=list)
+
+    def abstention(self, corpus_articles: int) -> tuple[float, list[str]]:
+        """The threshold and rules for a corpus of ``corpus_articles`` articles."""
+        if 0 < corpus_articles <= self.small_corpus:
+            return self.small_threshold, self.small_rules
+        return self.threshold, self.rules
 
 
 @dataclass

@@ -5,13 +5,14 @@ Every decision is a learned model over the features of :mod:`assistant.features`
 (:mod:`assistant.answer_model`): a base ranker shortlists sentences, a full ranker picks the
 best, a span ranker picks the short answer among the entities of the best sentences, and an
 abstention classifier gives the probability that the answer is right — the assistant
-abstains below ``min_score`` (default: the threshold chosen by cross-validation).
+abstains below ``min_score`` (default: the threshold chosen by cross-validation for the
+corpus's size).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,12 @@ from assistant.features import (
     is_new,
     match_strength,
     matrix,
+    missing_number,
+    name_unknown,
+    number_unknown,
     sentence_stems,
+    strict_type_missing,
+    uncovered,
 )
 from assistant.question import TYPE_LABELS, Question, repair_typos
 from assistant.retrieval import Hit
@@ -41,6 +47,17 @@ from assistant.text import STOPWORDS, stem, words
 from assistant.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
+RULES: dict[str, Callable[[Evidence, Choice], float]] = {
+    "number": missing_number,
+    "number_article": number_unknown,
+    "name": name_unknown,
+    "type": strict_type_missing,
+    "uncovered": uncovered,
+}
+"""Checks that can rule an answer out: a number or year of the question missing from the
+answer (or from its article's retrieved text), a name of the question in no retrieved text,
+a strict answer type with no such entity, no word of the question in the answer. The model
+file's policy says which are on (chosen by cross-validation)."""
 MAX_ANSWER_WORDS = 60
 SentenceKey = tuple[str, int, int]
 
@@ -55,6 +72,7 @@ class Analysis:
     spans: list[Span] = field(default_factory=list)
     span_probs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     answer_prob: float = 0.0
+    ruled_out: list[str] = field(default_factory=list)  # every rule that fires
 
 
 class ExtractiveAnswerer:
@@ -65,8 +83,9 @@ class ExtractiveAnswerer:
                  model: AnswerModel | None = None) -> None:
         self.tagger = tagger
         self.model = model or answer_model.load()
-        self.min_score = self.model.policy.threshold if min_score is None else min_score
+        self.min_score = min_score  # None: the model's threshold for the corpus
         self.soft = SoftMatcher(word_vectors)
+        self.corpus_articles = 0  # articles in the index (set by the Assistant)
 
     # -- the steps ---------------------------------------------------------------------------
     @staticmethod
@@ -102,7 +121,7 @@ class ExtractiveAnswerer:
             repair_typos(question, set().union(*(c.stems for c in cands)))
         dense = {k: float(np.dot(qvec, v)) for k, v in svecs.items()}
         return Evidence(question=question, hits=hits, sentences=cands, dense=dense,
-                        soft=self.soft)
+                        soft=self.soft, corpus_articles=self.corpus_articles)
 
     def rank_base(self, ev: Evidence) -> list[Sentence]:
         """Score every sentence with the base ranker; the shortlist, best first."""
@@ -129,17 +148,19 @@ class ExtractiveAnswerer:
             if labels and ev.question.role:
                 s.typed = self._role_holders(s.text, s.typed, ev.question.role)
 
-    def rank_full(self, ev: Evidence, sentences: list[Sentence],
-                  avoid: Collection[SentenceKey] = ()) -> list[Sentence]:
+    def rank_full(self, ev: Evidence, sentences: list[Sentence]) -> list[Sentence]:
         """Score ``sentences`` with the full ranker; best first."""
         self.tag(ev, sentences)
         x = matrix(SENTENCE_FULL, ev, sentences)
         logits = self.model.sentence.logit(x)
         for s, v in zip(sentences, logits, strict=True):
             s.score = float(v)
-            if (s.doc_id, s.start, s.end) in avoid:
-                s.score -= self.model.policy.repeat_penalty
-            s.prob = float(1.0 / (1.0 + np.exp(-s.score)))
+        if ev.norm is None:  # the softmax over the shortlist; later neighbours share it
+            top = max(s.score for s in sentences)
+            ev.norm = (top, float(sum(np.exp(s.score - top) for s in sentences)))
+        top, total = ev.norm
+        for s in sentences:
+            s.prob = min(1.0, float(np.exp(s.score - top)) / total)
         return sorted(sentences, key=lambda s: (-s.score, s.order))
 
     def choose(self, ev: Evidence, ranked: list[Sentence],
@@ -153,7 +174,7 @@ class ExtractiveAnswerer:
                       if (n.doc_id, n.start, n.end) not in avoid]
         unscored = [n for n in neighbours if n.order not in scored]
         if unscored:
-            self.rank_full(ev, unscored, avoid)
+            self.rank_full(ev, unscored)
         options = [n for n in neighbours if n.prob >= self.model.policy.join
                    and len(words(best.text)) + len(words(n.text)) <= MAX_ANSWER_WORDS]
         chosen = [best]
@@ -187,8 +208,12 @@ class ExtractiveAnswerer:
         return spans
 
     def pick_span(self, ev: Evidence, spans: list[Span]) -> np.ndarray:
-        """The span ranker's probability for each candidate."""
-        return self.model.span.prob(matrix(SPAN_FEATURES, ev, spans))
+        """The span ranker's probability for each candidate (a softmax over them)."""
+        logits = self.model.span.logit(matrix(SPAN_FEATURES, ev, spans))
+        if not len(logits):
+            return logits
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
 
     def answer_probability(self, ev: Evidence, choice: Choice) -> float:
         """The abstention classifier's probability that ``choice`` is right."""
@@ -204,7 +229,7 @@ class ExtractiveAnswerer:
         if not ev.sentences or not question.terms:
             return analysis
         shortlist = self.rank_base(ev)
-        ranked = self.rank_full(ev, shortlist, avoid)
+        ranked = self.rank_full(ev, shortlist)
         choice = self.choose(ev, ranked, avoid)
         spans = self.span_candidates(ev, ranked, choice)
         probs = self.pick_span(ev, spans)
@@ -215,6 +240,7 @@ class ExtractiveAnswerer:
         analysis.shortlist, analysis.choice = ranked, choice
         analysis.spans, analysis.span_probs = spans, probs
         analysis.answer_prob = self.answer_probability(ev, choice)
+        analysis.ruled_out = [name for name, rule in RULES.items() if rule(ev, choice)]
         return analysis
 
     def answer(self, question: Question, hits: list[Hit], qvec: np.ndarray,
@@ -225,7 +251,11 @@ class ExtractiveAnswerer:
         retrieved = list(dict.fromkeys(h.doc_id for h in hits))
         analysis = self.analyse(question, hits, qvec, svecs, avoid or ())
         choice = analysis.choice
-        if choice is None or analysis.answer_prob < self.min_score:
+        threshold, rules = self.model.policy.abstention(self.corpus_articles)
+        if self.min_score is not None:
+            threshold = self.min_score
+        if (choice is None or analysis.answer_prob < threshold
+                or set(rules).intersection(analysis.ruled_out)):
             return _abstain(question, passages, retrieved)
         score = round(analysis.answer_prob, 4)
         citations = [

@@ -32,7 +32,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                    help="use a Chroma server, e.g. http://127.0.0.1:8000 (ASSISTANT_CHROMA_URL)")
     g.add_argument("--top-k", dest="top_k", type=int, help="passages retrieved per question")
     g.add_argument("--min-score", dest="min_score", type=float,
-                   help="abstain below this evidence score (ASSISTANT_MIN_SCORE)")
+                   help="abstain when the probability that the answer is right is below this "
+                   "(ASSISTANT_MIN_SCORE; default: the answer model's calibrated threshold)")
     g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     m = parser.add_argument_group(
         "generative answers (optional, pip install 'assistant[llm]'; also ASSISTANT_LLM_*)")

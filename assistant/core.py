@@ -46,13 +46,23 @@ class Assistant:
         self._retriever: Any = None
         self._fingerprint: str | None = None
         self._tagger = EntityTagger()
-        self._answerer = ExtractiveAnswerer(self._tagger, min_score=self.settings.min_score,
-                                            word_vectors=self._word_vectors)
+        self._extractive: ExtractiveAnswerer | None = None
         self._words: OrderedDict[str, np.ndarray] = OrderedDict()
         self._word_file: Any = None
         self._lock = threading.RLock()
 
     # -- parts, created on first use ---------------------------------------------------------
+    @property
+    def _answerer(self) -> ExtractiveAnswerer:
+        """The extractive answer layer with the shipped answer model."""
+        if self._extractive is None:
+            self._extractive = ExtractiveAnswerer(
+                self._tagger, min_score=self.settings.min_score,
+                word_vectors=self._word_vectors)
+            if self._retriever is not None:
+                self._extractive.corpus_articles = self._retriever.articles
+        return self._extractive
+
     @property
     def embed_model(self) -> Any:
         """The bundled MiniLM embedding model (``.embed(texts)``; no llama-index import:
@@ -83,6 +93,8 @@ class Assistant:
                 self._retriever = HybridRetriever(self.store, self.embed_model,
                                                   self.settings.top_k)
                 self._fingerprint = fingerprint
+                if self._extractive is not None:
+                    self._extractive.corpus_articles = self._retriever.articles
             return self._retriever
 
     # -- public API ---------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from typing import IO, Any, Protocol
 
 from assistant.corpus import SkippedFile, read_text
 from assistant.settings import AssistantError
+from assistant.text import NUMBER_VALUES, SCALE_VALUES
 from assistant.types import Answer, Citation
 
 DEFAULT_GOLD_GLOB = "evals/gold/*.jsonl"
@@ -268,15 +269,12 @@ def resolve_gold_paths(paths: Sequence[Path | str] | None) -> list[Path]:
 # Answer normalisation and text metrics
 # ---------------------------------------------------------------------------
 
-_UNIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_TEEN_WORDS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen")
-_TEEN_WORDS += ("seventeen", "eighteen", "nineteen")
-_TENS_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-_UNITS = {w: i for i, w in enumerate(_UNIT_WORDS)}
-_TEENS = {w: i + 10 for i, w in enumerate(_TEEN_WORDS)}
-_TENS = {w: (i + 2) * 10 for i, w in enumerate(_TENS_WORDS)}
-_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
-_NUMBER_WORDS = _UNITS.keys() | _TEENS.keys() | _TENS.keys()
+# Number words come from assistant.text (the one copy): units, teens, tens, scales.
+_UNITS = {w: v for w, v in NUMBER_VALUES.items() if v < 10}
+_TEENS = {w: v for w, v in NUMBER_VALUES.items() if 10 <= v < 20}
+_TENS = {w: v for w, v in NUMBER_VALUES.items() if v >= 20}
+_SCALES = {w: v for w, v in SCALE_VALUES.items() if v >= 1000}
+_NUMBER_WORDS = NUMBER_VALUES.keys()
 _ARTICLES = frozenset({"a", "an", "the"})
 _APOSTROPHES = "'’‘ʼ`´"
 _THOUSANDS_SEP = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")

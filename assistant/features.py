@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -53,9 +53,10 @@ class Sentence:
     patterns: list[Entity] = field(default_factory=list)  # numbers, years, titled names
     entities: list[Entity] | None = None  # set for the shortlist (spaCy + patterns)
     typed: list[Entity] = field(default_factory=list)  # of the expected type, new
-    base: float = 0.0  # the base ranker's log-odds
-    score: float = 0.0  # the full ranker's log-odds
-    prob: float = 0.0  # the full ranker's probability that the sentence holds the answer
+    base: float = 0.0  # the base ranker's score
+    score: float = 0.0  # the full ranker's score
+    prob: float = 0.0  # the full ranker's probability (softmax over the shortlist) that
+    # this is the sentence holding the answer
     soft: float | None = None  # coverage by meaning, set for the shortlist
 
 
@@ -85,11 +86,15 @@ def match_strength(term: str, stems: frozenset[str] | set[str]) -> float:
     if term in stems:
         return 1.0
     if len(term) >= 5 and not term.isdigit():
-        head = term[:5]
-        for s in stems:
-            if len(s) >= 5 and s[:5] == head:
-                return 0.7
+        heads = _heads(stems) if isinstance(stems, frozenset) else _heads(frozenset(stems))
+        if term[:5] in heads:
+            return 0.7
     return 0.0
+
+
+@lru_cache(maxsize=50_000)
+def _heads(stems: frozenset[str]) -> frozenset[str]:
+    return frozenset(s[:5] for s in stems if len(s) >= 5)
 
 
 def weighted(question: Question, strengths: list[float]) -> float:
@@ -178,7 +183,11 @@ class Evidence:
     sentences: list[Sentence]
     dense: dict[tuple[str, int, int], float]
     soft: SoftMatcher
+    corpus_articles: int = 0  # articles in the whole index
     _focus_cache: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
+    norm: tuple[float, float] | None = None  # the full ranker's softmax (max, sum)
+    _cover_cache: dict[int, float] = field(default_factory=dict)
+    _mention_cache: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def doc_texts(self) -> dict[str, str]:
@@ -265,8 +274,11 @@ class Evidence:
         needle = text.lower().strip()
         if len(needle) < 2:
             return 0
-        pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)")
-        return sum(1 for t in self.doc_texts.values() if pattern.search(t))
+        if needle not in self._mention_cache:
+            pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)")
+            self._mention_cache[needle] = sum(
+                1 for t in self.doc_texts.values() if needle in t and pattern.search(t))
+        return self._mention_cache[needle]
 
 
 Feature = Callable[[Evidence, object], float]
@@ -286,6 +298,8 @@ def matrix(features: list[tuple[str, Feature]], ev: Evidence, items: list) -> np
 def cover(ev: Evidence, s: Sentence) -> float:
     """Weighted share of the question's terms in the sentence (a name the sentence lacks
     counts 0.7 when its article's retrieved text has it: "she" for "Melania Trump")."""
+    if s.order in ev._cover_cache and ev.sentences[s.order] is s:
+        return ev._cover_cache[s.order]
     strengths = []
     doc = ev.doc_stems.get(s.doc_id, frozenset())
     for t in ev.question.terms:
@@ -293,7 +307,10 @@ def cover(ev: Evidence, s: Sentence) -> float:
         if v == 0 and t.proper:
             v = 0.7 * match_strength(t.stem, doc)
         strengths.append(v)
-    return weighted(ev.question, strengths)
+    value = weighted(ev.question, strengths)
+    if ev.sentences and ev.sentences[min(s.order, len(ev.sentences) - 1)] is s:
+        ev._cover_cache[s.order] = value
+    return value
 
 
 def cover_gap(ev: Evidence, s: Sentence) -> float:
@@ -531,7 +548,7 @@ def focus_match(ev: Evidence, s: Sentence) -> float:
 
 
 def base_score(ev: Evidence, s: Sentence) -> float:
-    """The base ranker's log-odds for the sentence."""
+    """The base ranker's score for the sentence."""
     return s.base
 
 
@@ -738,7 +755,7 @@ def answer_prob(ev: Evidence, ch: Choice) -> float:
 
 
 def answer_margin(ev: Evidence, ch: Choice) -> float:
-    """Log-odds of the best sentence minus the runner-up's."""
+    """The full ranker's score of the best sentence minus the runner-up's."""
     return ch.best.score - ch.runner_up.score if ch.runner_up is not None else 3.0
 
 
@@ -769,6 +786,55 @@ def missing_number(ev: Evidence, ch: Choice) -> float:
     return 1.0 if any(n not in stems for n in nums) else 0.0
 
 
+STRICT_TYPES = frozenset(
+    {"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DATE", "DURATION", "PLACE", "GPE"})
+"""Answer types specific enough that an answer without such an entity cannot be right."""
+
+
+def name_unknown(ev: Evidence, ch: Choice) -> float:
+    """1 when a name of the question is in no retrieved text at all, not even by meaning
+    ("the Kremlin" may stand for Moscow)."""
+    names = [t for t in ev.question.terms if t.proper and t.weight > 1.0]
+    if not names:
+        return 0.0
+    everywhere = frozenset().union(*ev.doc_stems.values())
+    for t in names:
+        if match_strength(t.stem, everywhere) > 0:
+            continue
+        text = " ".join(sorted({w for h in ev.hits for w, _, _ in words(h.text)
+                                if w[:1].isupper()}))
+        one = Question(ev.question.text, [Term(t.word, t.stem, 1.0)])
+        if ev.soft.strengths(one, text, set())[0] < 0.6:
+            return 1.0
+    return 0.0
+
+
+def number_unknown(ev: Evidence, ch: Choice) -> float:
+    """1 when a number or year of the question is nowhere in the retrieved text of the
+    answer's article."""
+    nums = [t.stem for t in ev.question.terms if any(c.isdigit() for c in t.stem)]
+    doc = ev.doc_stems.get(ch.best.doc_id, frozenset())
+    return 1.0 if any(n not in doc for n in nums) else 0.0
+
+
+def uncovered(ev: Evidence, ch: Choice) -> float:
+    """1 when not one content word of the question (by stem) is in the answer's sentences
+    or their neighbours."""
+    stems: set[str] = set()
+    for s in ch.sentences:
+        stems |= s.stems
+        for n in ev.neighbours(s):
+            stems |= n.stems
+    return 0.0 if any(match_strength(t.stem, stems) > 0 for t in ev.question.terms) else 1.0
+
+
+def strict_type_missing(ev: Evidence, ch: Choice) -> float:
+    """1 when the question asks for a number, amount, date, age or place (or the holder of
+    a role) and the answer holds none."""
+    strict = ev.question.answer_type in STRICT_TYPES or bool(ev.question.role)
+    return 1.0 if strict and not any(s.typed for s in ch.sentences) else 0.0
+
+
 def answer_dense(ev: Evidence, ch: Choice) -> float:
     """The best similarity of the question and the answer's sentences."""
     return max(ev.dense_of(s) for s in ch.sentences)
@@ -789,14 +855,21 @@ def answer_span_redundancy(ev: Evidence, ch: Choice) -> float:
     return span_redundancy(ev, ch.span) if ch.span is not None else 0.0
 
 
-def top_bm25(ev: Evidence, ch: Choice) -> float:
-    """log(1 + the best chunk's BM25 score)."""
-    return math.log1p(max(ev.max_bm25, 0.0))
-
-
 def top_chunk_dense(ev: Evidence, ch: Choice) -> float:
     """The best chunk's dense similarity."""
     return max((h.dense for h in ev.hits), default=0.0)
+
+
+def articles_retrieved(ev: Evidence, ch: Choice) -> float:
+    """Distinct articles among the retrieved chunks, over the chunks (low for a corpus
+    of one or few articles, where every question finds the same text)."""
+    return len(ev.doc_rank) / max(1, len(ev.hits))
+
+
+def corpus_size(ev: Evidence, ch: Choice) -> float:
+    """log10(1 + articles in the index): a corpus of one article answers differently from
+    a year of news, and the abstention threshold should know it."""
+    return math.log10(1 + ev.corpus_articles)
 
 
 def question_terms(ev: Evidence, ch: Choice) -> float:
@@ -811,13 +884,16 @@ ANSWER_FEATURES: list[tuple[str, Feature]] = [
     ("cover_article", answer_cover_article),
     ("missing_names", missing_names),
     ("missing_number", missing_number),
+    ("number_unknown", number_unknown),
+    ("name_unknown", name_unknown),
     ("dense", answer_dense),
     ("untyped", answer_typed),
     ("span_prob", answer_span_prob),
     ("span_redundancy", answer_span_redundancy),
-    ("top_bm25", top_bm25),
     ("top_chunk_dense", top_chunk_dense),
     ("question_terms", question_terms),
+    ("articles_retrieved", articles_retrieved),
+    ("corpus_size", corpus_size),
     ("open_q", _question_kind("OPEN")),
 ]
 """Features of a chosen answer, for the abstention classifier."""

@@ -214,6 +214,8 @@ class HybridRetriever:
             )
         self.bm25 = load_bm25(store, store.fingerprint())
         self.pool = max(2 * top_k, 10)
+        # Articles in the index (a chunk id starts with its article's id).
+        self.articles = len({cid.split("::", 1)[0] for cid in self.bm25.ids})
 
     def retrieve(self, query: str, query_vector: np.ndarray) -> list[Hit]:
         """The ``top_k`` chunks for ``query``, best first."""

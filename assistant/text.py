@@ -80,7 +80,12 @@ def clean_text(text: str) -> str:
 
 def words(text: str) -> list[tuple[str, int, int]]:
     """Word tokens of ``text`` with their offsets."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    return list(_words(text))
+
+
+@lru_cache(maxsize=100_000)
+def _words(text: str) -> tuple[tuple[str, int, int], ...]:
+    return tuple((m.group(), m.start(), m.end()) for m in _WORD.finditer(text))
 
 
 def vocabulary(text: str) -> set[str]:

@@ -40,3 +40,14 @@ def test_new_topic_is_not_dragged_by_the_old_one(article_bot) -> None:
     assert len(chat.history) == 2
     chat.reset()
     assert chat.history == []
+
+
+@pytest.mark.e2e
+def test_a_follow_up_never_adds_the_previous_answer_as_an_extra_citation(article_bot) -> None:
+    chat = article_bot.chat()
+    first = chat.send("How many children were reunited with their families in the past 24 hours?")
+    second = chat.send("Who did she write the letter to?")
+    earlier = {(c.doc_id, c.start, c.end) for c in first.citations}
+    if len(second.citations) > 1:
+        assert not earlier & {(c.doc_id, c.start, c.end) for c in second.citations}
+    assert len(second.citations) <= 2

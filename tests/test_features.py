@@ -1,0 +1,125 @@
+"""The answer layer's features: each a documented function of question and candidate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from assistant.answering import ExtractiveAnswerer, clean_span, word_candidates
+from assistant.entities import Entity, EntityTagger
+from assistant.features import (
+    ANSWER_FEATURES,
+    SENTENCE_BASE,
+    SENTENCE_FULL,
+    SPAN_FEATURES,
+    describe,
+    match_strength,
+    matrix,
+)
+from assistant.question import analyze, focus_word
+from assistant.retrieval import Hit
+
+
+def make_hit(doc: str, text: str, rank_score: float = 0.5, start: int = 0) -> Hit:
+    """A retrieved chunk whose sentences are split at '. '."""
+    spans, pos = [], 0
+    for part in text.split(". "):
+        end = pos + len(part) + (1 if pos + len(part) < len(text) else 0)
+        spans.append([start + pos, start + min(end, len(text))])
+        pos = end + 1
+    meta = {"doc_id": doc, "path": doc, "title": doc, "start": start,
+            "end": start + len(text), "sents": json.dumps(spans)}
+    return Hit(id=f"{doc}#0", text=text, meta=meta, score=rank_score, bm25=3.0, dense=0.5)
+
+
+@pytest.mark.parametrize("features", [SENTENCE_BASE, SENTENCE_FULL, SPAN_FEATURES,
+                                      ANSWER_FEATURES])
+def test_every_feature_is_named_once_and_documented(features) -> None:
+    names = [n for n, _ in features]
+    assert len(names) == len(set(names))
+    assert all(doc for _, doc in describe(features))
+
+
+@pytest.mark.parametrize(
+    ("question", "focus"),
+    [("What sport do they play?", "sport"), ("Which music genre was she known for?", "genre"),
+     ("Which state, after the vote, …", "state"), ("What was its destination?", None),
+     ("Who won?", None), ("Twitter will be testing which new feature?", "feature")],
+)
+def test_focus_word(question: str, focus: str | None) -> None:
+    assert focus_word(question) == focus
+
+
+def test_match_strength_exact_prefix_and_none() -> None:
+    stems = frozenset({"reunit", "children", "famili"})
+    assert match_strength("children", stems) == 1.0
+    assert match_strength("childr", stems) == 0.7  # shares the 5-letter head
+    assert match_strength("letter", stems) == 0.0
+
+
+def _evidence(question: str, texts: list[str]):
+    answerer = ExtractiveAnswerer(EntityTagger())
+    hits = [make_hit(f"d{i}.txt", t, 1 / (i + 1)) for i, t in enumerate(texts)]
+    q = analyze(question)
+    qvec = np.ones(4) / 2
+    svecs = {}
+    for h in hits:
+        for s, e in h.sentences:
+            svecs[(h.doc_id, s, e)] = np.ones(4) / 2 if "reunited" in h.text[s:e] else \
+                np.array([1.0, 0, 0, 0])
+    return answerer, answerer.evidence(q, hits, qvec, svecs)
+
+
+def test_sentence_features_see_coverage_similarity_and_type() -> None:
+    answerer, ev = _evidence(
+        "How many children were reunited with their families?",
+        ["The weather was mild. Eight children were reunited with their families on Friday",
+         "Officials met in Geneva. The talks lasted all day"])
+    names = [n for n, _ in SENTENCE_BASE]
+    x = matrix(SENTENCE_BASE, ev, ev.sentences)
+    best = next(i for i, s in enumerate(ev.sentences) if "Eight" in s.text)
+    other = next(i for i, s in enumerate(ev.sentences) if "Geneva" in s.text)
+    for name in ("cover", "dense", "cover_context"):
+        j = names.index(name)
+        assert x[best, j] > x[other, j], name
+    assert x[best, names.index("cover")] == pytest.approx(1.0)
+    answerer.tag(ev, ev.sentences)
+    full = [n for n, _ in SENTENCE_FULL]
+    y = matrix(SENTENCE_FULL, ev, ev.sentences)
+    assert y[best, full.index("typed")] == 1.0  # "Eight" answers "how many"
+    assert y[other, full.index("typed")] == 0.0
+
+
+def test_redundancy_counts_articles_stating_the_same_answer() -> None:
+    answerer, ev = _evidence(
+        "Which country won the cup?",
+        ["Argentina won the cup after a final in Qatar",
+         "Fans in Buenos Aires cheered as Argentina won",
+         "The cup final drew a record audience"])
+    answerer.tag(ev, ev.sentences)
+    assert ev.docs_mentioning("Argentina") == 2
+    assert ev.docs_mentioning("Qatar") == 1
+
+
+def test_word_candidates_and_clean_spans() -> None:
+    text = "American Hans Niemann plays chess, and Batgirl was shelved"
+    found = {e.text: e.label for e in word_candidates(text, [Entity("Hans Niemann", "PERSON",
+                                                                    9, 21)])}
+    assert found["chess"] == "WORD"
+    assert found["Batgirl"] == "CAPITAL"
+    assert "Hans" not in found  # covered by the entity
+    assert clean_span("“Ukraine’s Children of War,”") == "Children of War"
+    assert clean_span("Mississippi’s") == "Mississippi"
+
+
+def test_rules_that_rule_an_answer_out() -> None:
+    from assistant.features import Choice, missing_number, strict_type_missing
+
+    answerer, ev = _evidence(
+        "How many people were evacuated in 2019?",
+        ["Officials evacuated the coast. The storm passed quickly"])
+    answerer.tag(ev, ev.sentences)
+    choice = Choice(sentences=[ev.sentences[0]], best=ev.sentences[0], runner_up=None,
+                    span=None, span_prob=0.0)
+    assert missing_number(ev, choice) == 1.0  # "2019" is not in the answer
+    assert strict_type_missing(ev, choice) == 1.0  # "how many" and no number
