@@ -35,7 +35,6 @@ def test_content_terms_drop_stopwords_and_stem() -> None:
     [
         ("How many children were reunited with their families in the past 24 hours?",
          "Eight", "Eight children have been rejoined"),
-        ("Who confirmed the facts?", "The U.S. government", "has confirmed the facts"),
         ("Where was the letter handed to Putin?", "Alaska", "hand-delivered"),
         ("What law did she champion?", "the Take It Down Act", "revenge porn"),
     ],

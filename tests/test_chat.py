@@ -26,9 +26,10 @@ def test_follow_up_uses_the_earlier_turn(article_bot) -> None:
     first = chat.send("Which court issued arrest warrants for Putin?")
     assert first.short_answer == "the International Criminal Court"
     second = chat.send("In which year did it do that?")
-    assert second.short_answer == "2023"
+    assert "In 2023, the International Criminal Court" in second.text
     # Alone, the follow-up has nothing to go on.
-    assert article_bot.ask("In which year did it do that?").short_answer != "2023"
+    alone = article_bot.ask("In which year did it do that?")
+    assert alone.abstained or "International Criminal Court" not in alone.text
 
 
 @pytest.mark.e2e
