@@ -297,53 +297,62 @@ def _evidence(a: ExtractiveAnswerer, item: Item) -> Evidence:
     return a.evidence(analyze(item.question), item.hits, item.qvec, item.svecs)
 
 
+class _Rows:
+    """Feature rows of one stage with their labels, question groups and weights."""
+
+    def __init__(self, features: Sequence[tuple[str, Feature]]) -> None:
+        self.names = [n for n, _ in features]
+        self.features = list(features)
+        self.x: list[np.ndarray] = []
+        self.y: list[bool] = []
+        self.groups: list[int] = []
+        self.weights: list[float] = []
+
+    def add(self, ev: Evidence, candidates: list, labels: Iterable[bool], group: int,
+            weight: float) -> None:
+        """The rows of one question's candidates."""
+        self.x.append(matrix(self.features, ev, candidates))
+        self.y.extend(labels)
+        self.groups.extend([group] * len(candidates))
+        self.weights.extend([weight] * len(candidates))
+
+    def ranker(self) -> Logistic:
+        """A conditional logit over these rows."""
+        return fit_ranker(_stack(self.x, len(self.names)), np.array(self.y),
+                          np.array(self.groups), self.names, np.array(self.weights))
+
+
 def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
     """The four models fitted on ``items``, each on the output of the ones before."""
     model = placeholder(policy)
     answerers.use(model)
-    xs, ys, gs, ws = [], [], [], []
+    base, full, span = _Rows(SENTENCE_BASE), _Rows(SENTENCE_FULL), _Rows(SPAN_FEATURES)
     for g, it in enumerate(items):
         ev = _evidence(answerers[it.set], it)
-        if not ev.sentences or not ev.question.terms or not it.answerable:
-            continue
-        xs.append(matrix(SENTENCE_BASE, ev, ev.sentences))
-        ys.extend(text_contains(s.text, it.answers) for s in ev.sentences)
-        gs.extend([g] * len(ev.sentences))
-        ws.extend([it.weight] * len(ev.sentences))
-    model.sentence_base = fit_ranker(_stack(xs, len(SENTENCE_BASE)), np.array(ys),
-                                     np.array(gs), [n for n, _ in SENTENCE_BASE], np.array(ws))
-    xs, ys, gs, ws = [], [], [], []
+        if ev.sentences and ev.question.terms and it.answerable:
+            base.add(ev, ev.sentences, (text_contains(s.text, it.answers) for s in ev.sentences),
+                     g, it.weight)
+    model.sentence_base = base.ranker()
     for g, it in enumerate(items):
         a = answerers[it.set]
         ev = _evidence(a, it)
-        if not ev.sentences or not ev.question.terms or not it.answerable:
-            continue
-        shortlist = a.rank_base(ev)
-        a.tag(ev, shortlist)
-        xs.append(matrix(SENTENCE_FULL, ev, shortlist))
-        ys.extend(text_contains(s.text, it.answers) for s in shortlist)
-        gs.extend([g] * len(shortlist))
-        ws.extend([it.weight] * len(shortlist))
-    model.sentence = fit_ranker(_stack(xs, len(SENTENCE_FULL)), np.array(ys), np.array(gs),
-                                [n for n, _ in SENTENCE_FULL], np.array(ws))
-    xs, ys, gs, ws = [], [], [], []
+        if ev.sentences and ev.question.terms and it.answerable:
+            shortlist = a.rank_base(ev)
+            a.tag(ev, shortlist)
+            full.add(ev, shortlist, (text_contains(s.text, it.answers) for s in shortlist),
+                     g, it.weight)
+    model.sentence = full.ranker()
     for g, it in enumerate(items):
-        if not it.answerable:
-            continue
         a = answerers[it.set]
         ev = _evidence(a, it)
-        if not ev.sentences or not ev.question.terms:
+        if not (ev.sentences and ev.question.terms and it.answerable):
             continue
         ranked = a.rank_full(ev, a.rank_base(ev))
-        choice = a.choose(ev, ranked)
-        spans = a.span_candidates(ev, ranked, choice)
+        spans = a.span_candidates(ev, ranked, a.choose(ev, ranked))
         if spans:
-            xs.append(matrix(SPAN_FEATURES, ev, spans))
-            ys.extend(span_correct(sp.text, it.answers) for sp in spans)
-            gs.extend([g] * len(spans))
-            ws.extend([it.weight] * len(spans))
-    model.span = fit_ranker(_stack(xs, len(SPAN_FEATURES)), np.array(ys), np.array(gs),
-                            [n for n, _ in SPAN_FEATURES], np.array(ws))
+            span.add(ev, spans, (span_correct(sp.text, it.answers) for sp in spans), g,
+                     it.weight)
+    model.span = span.ranker()
     xs, ys, ws = [], [], []
     for it in items:
         an = answerers[it.set].analyse(analyze(it.question), it.hits, it.qvec, it.svecs)
