@@ -106,11 +106,8 @@ class ExtractiveAnswerer:
                     rank=rank, hit=hit, stems=sentence_stems(text),
                     patterns=pattern_entities(text))
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
-        index: dict[str, int] = {}
         for i, c in enumerate(cands):
             c.order = i
-            c.index = index.get(c.doc_id, 0)
-            index[c.doc_id] = c.index + 1
         return cands
 
     def evidence(self, question: Question, hits: list[Hit], qvec: np.ndarray,

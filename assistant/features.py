@@ -48,7 +48,6 @@ class Sentence:
     rank: int  # rank of its chunk among the hits (0 = first)
     hit: Hit
     order: int = 0  # position among all candidates, in reading order per article
-    index: int = 0  # position among the candidate sentences of its article
     stems: frozenset[str] = frozenset()
     patterns: list[Entity] = field(default_factory=list)  # numbers, years, titled names
     entities: list[Entity] | None = None  # set for the shortlist (spaCy + patterns)
