@@ -44,7 +44,7 @@ from assistant.features import (
 from assistant.question import TYPE_LABELS, Question, repair_typos
 from assistant.retrieval import Hit
 from assistant.text import STOPWORDS, stem, words
-from assistant.types import Answer, Citation, Passage
+from assistant.types import MAX_ANSWER_WORDS, Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
 RULES: dict[str, Callable[[Evidence, Choice], float]] = {
@@ -58,7 +58,6 @@ RULES: dict[str, Callable[[Evidence, Choice], float]] = {
 answer (or from its article's retrieved text), a name of the question in no retrieved text,
 a strict answer type with no such entity, no word of the question in the answer. The model
 file's policy says which are on (chosen by cross-validation)."""
-MAX_ANSWER_WORDS = 60
 SentenceKey = tuple[str, int, int]
 
 

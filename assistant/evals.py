@@ -53,7 +53,7 @@ from typing import IO, Any, Protocol
 from assistant.corpus import SkippedFile, read_text
 from assistant.settings import AssistantError
 from assistant.text import NUMBER_VALUES, SCALE_VALUES
-from assistant.types import Answer, Citation
+from assistant.types import MAX_ANSWER_WORDS, Answer, Citation
 
 DEFAULT_GOLD_GLOB = "evals/gold/*.jsonl"
 
@@ -387,7 +387,6 @@ def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
     return n > 0 and any(haystack[k : k + n] == needle for k in range(len(haystack) - n + 1))
 
 
-MAX_ANSWER_WORDS = 60
 MAX_ANSWER_SENTENCES = 2
 _MARKER = re.compile(r"\[\d+\]")
 

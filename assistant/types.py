@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+MAX_ANSWER_WORDS = 60
+"""The longest answer text, in words, that the answer layer gives and the evals accept."""
+
 
 @dataclass
 class Citation:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assistant.answer_model import MODEL_FILE, AnswerModel, Logistic, Policy
-from assistant.answering import MAX_ANSWER_WORDS, Analysis, ExtractiveAnswerer
+from assistant.answering import Analysis, ExtractiveAnswerer
 from assistant.evals import normalize_answer, text_contains
 from assistant.features import (
     ANSWER_FEATURES,
@@ -43,6 +43,7 @@ from assistant.features import (
 from assistant.question import analyze
 from assistant.retrieval import Hit
 from assistant.text import words
+from assistant.types import MAX_ANSWER_WORDS
 from evals.news import NEWS_DIR, available, cache_root, open_assistant, store_key
 
 if TYPE_CHECKING:
