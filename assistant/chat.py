@@ -36,6 +36,13 @@ def is_follow_up(message: str) -> bool:
     return len(analyze(message).terms) < 2
 
 
+def _is_name(short_answer: str | None) -> bool:
+    """True for a short answer a pronoun can stand for: a name, not a number or date."""
+    if not short_answer or any(ch.isdigit() for ch in short_answer):
+        return False
+    return any(w[:1].isupper() for w in short_answer.split())
+
+
 class ChatSession:
     """Keeps the turns of one conversation; ``send`` answers the next message."""
 
@@ -54,9 +61,12 @@ class ChatSession:
         """Answer ``message`` and remember the turn (``on_token`` as in ``Assistant.ask``)."""
         message = self.assistant.check_question(message)  # type, length, control characters
         context = self.context(message)
-        avoid = ()
+        avoid: list[tuple[str, int, int]] = []
+        given: list[str] = []
         if context is not None:
-            avoid = [(c.doc_id, c.start, c.end) for c in self.history[-1][1].citations]
+            last = self.history[-1][1]
+            avoid = [(c.doc_id, c.start, c.end) for c in last.citations]
+            given = [last.short_answer] if last.short_answer and not last.abstained else []
         question = message
         if context is not None and self.assistant.settings.llm_enabled:
             # With a language model, the follow-up is rewritten as a standalone question.
@@ -64,11 +74,11 @@ class ChatSession:
 
             question = condense_question(self.assistant.settings,
                                          format_history(self.history), message)
-        answer = self.assistant.ask(question, context=context, avoid=avoid,
+        answer = self.assistant.ask(question, context=context, avoid=avoid, given=given,
                                     on_token=on_token)
         topic = message if context is None else f"{context} {message}"
-        if not answer.abstained and answer.citations:
-            topic = f"{topic} {answer.short_answer or ''}".strip()
+        if not answer.abstained and answer.citations and _is_name(answer.short_answer):
+            topic = f"{topic} {answer.short_answer}"  # what "she" or "it" may refer to
         self._topics.append(" ".join(topic.split()[-60:]))
         self.history.append((message, answer))
         return answer

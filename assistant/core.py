@@ -18,9 +18,13 @@ from assistant.answering import ExtractiveAnswerer
 from assistant.entities import EntityTagger
 from assistant.question import analyze
 from assistant.settings import AssistantError, Settings
-from assistant.text import clean_text, vocabulary
+from assistant.text import clean_text, stem, vocabulary, words
 from assistant.types import Answer, IngestReport
 
+INHERITED_WEIGHT = 0.4
+"""A follow-up's words inherited from the earlier turn count this much of its own."""
+CONTEXT_WEIGHT = 0.5
+"""The earlier turn's share in a follow-up's query vector (its own words count 1)."""
 _WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 
 
@@ -164,17 +168,19 @@ class Assistant:
 
     def ask(self, question: str, context: str | None = None,
             on_token: Callable[[str], None] | None = None,
-            avoid: Collection[tuple[str, int, int]] = ()) -> Answer:
+            avoid: Collection[tuple[str, int, int]] = (),
+            given: Collection[str] = ()) -> Answer:
         """Answer one question.
 
         ``context`` is the earlier turn a follow-up leans on; ``avoid`` lists sentence spans
         ``(doc_id, start, end)`` already given as answers, which a follow-up rarely asks for
-        again. ``on_token`` receives the
+        again, and ``given`` the short answers already given, which a follow-up does not
+        ask for again ("how many of them came back?" after "19,500"). ``on_token`` receives the
         answer text piece by piece as it is produced (a generative backend streams tokens).
         """
         started = time.perf_counter()
         text = self.check_question(question)
-        answer = self._answer(text, context, set(avoid))
+        answer = self._answer(text, context, set(avoid), given)
         if self.settings.llm_enabled:
             answer = self._generate(text, answer, on_token)
         elif on_token is not None:
@@ -184,8 +190,9 @@ class Assistant:
         return answer
 
     def _answer(self, text: str, context: str | None,
-                avoid: set[tuple[str, int, int]]) -> Answer:
+                avoid: set[tuple[str, int, int]], given: Collection[str] = ()) -> Answer:
         q = analyze(text)
+        q.given = {stem(w) for g in given for w, _, _ in words(g)}
         if context:
             # Earlier words count, at half weight; an elliptical "and in 2023?" keeps the
             # kind of answer the earlier question asked for.
@@ -193,7 +200,8 @@ class Assistant:
             own = q.stems
             for t in earlier.terms:
                 if t.stem not in own:
-                    t.weight *= 0.4
+                    t.weight *= INHERITED_WEIGHT
+                    t.inherited = True
                     q.terms.append(t)
             if q.answer_type is None and not _WH.search(text):
                 q.answer_type = earlier.answer_type
@@ -210,7 +218,11 @@ class Assistant:
             where = self.settings.chroma_url or self.settings.store
             raise AssistantError(f"could not read the store at {where}: "
                                  f"{type(exc).__name__}") from exc
-        return self._answerer.answer(q, hits, vectors[0], svecs, avoid=avoid)
+        qvec = vectors[0]
+        if context:  # the follow-up's meaning, leaning on the earlier turn's
+            qvec = qvec + CONTEXT_WEIGHT * vectors[1]
+            qvec = qvec / max(float(np.linalg.norm(qvec)), 1e-9)
+        return self._answerer.answer(q, hits, qvec, svecs, avoid=avoid)
 
     def _generate(self, question: str, extractive: Answer,
                   on_token: Callable[[str], None] | None) -> Answer:

@@ -596,11 +596,12 @@ _SPEAKER_BEFORE = re.compile(r"\b(said|says|according to)\s*$")
 
 def is_new(entity: Entity, question: Question) -> bool:
     """An entity the question does not already name ("Ukraine" is not new to a question
-    about "Ukrainian children")."""
+    about "Ukrainian children"), nor an earlier turn gave as its answer."""
     ent_stems = {stem(w) for w, _, _ in words(entity.text)}
     if not ent_stems:
         return False
-    return not all(match_strength(s, question.stems) > 0 for s in ent_stems)
+    known = question.stems | question.given
+    return not all(match_strength(s, known) > 0 for s in ent_stems)
 
 
 def is_speaker(text: str, entity: Entity) -> bool:
@@ -778,9 +779,15 @@ def missing_names(ev: Evidence, ch: Choice) -> float:
     return sum(match_strength(t.stem, doc) == 0 for t in names) / len(names)
 
 
+def own_numbers(question: Question) -> list[str]:
+    """The numbers and years the question itself names (not those of earlier turns)."""
+    return [t.stem for t in question.terms
+            if not t.inherited and any(c.isdigit() for c in t.stem)]
+
+
 def missing_number(ev: Evidence, ch: Choice) -> float:
     """1 when a number or year of the question is missing from the answer's sentences."""
-    nums = [t.stem for t in ev.question.terms if any(c.isdigit() for c in t.stem)]
+    nums = own_numbers(ev.question)
     stems = set().union(*(s.stems for s in ch.sentences))
     return 1.0 if any(n not in stems for n in nums) else 0.0
 
@@ -793,7 +800,7 @@ STRICT_TYPES = frozenset(
 def name_unknown(ev: Evidence, ch: Choice) -> float:
     """1 when a name of the question is in no retrieved text at all, not even by meaning
     ("the Kremlin" may stand for Moscow)."""
-    names = [t for t in ev.question.terms if t.proper and t.weight > 1.0]
+    names = [t for t in ev.question.terms if t.proper and not (t.speaker or t.inherited)]
     if not names:
         return 0.0
     everywhere = frozenset().union(*ev.doc_stems.values())
@@ -811,7 +818,7 @@ def name_unknown(ev: Evidence, ch: Choice) -> float:
 def number_unknown(ev: Evidence, ch: Choice) -> float:
     """1 when a number or year of the question is nowhere in the retrieved text of the
     answer's article."""
-    nums = [t.stem for t in ev.question.terms if any(c.isdigit() for c in t.stem)]
+    nums = own_numbers(ev.question)
     doc = ev.doc_stems.get(ch.best.doc_id, frozenset())
     return 1.0 if any(n not in doc for n in nums) else 0.0
 

@@ -71,6 +71,8 @@ class Term:
     stem: str
     weight: float
     proper: bool = False
+    speaker: bool = False  # only names who speaks ("according to Mrs. Trump")
+    inherited: bool = False  # from an earlier turn of a conversation, not this question
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Question:
     terms: list[Term] = field(default_factory=list)
     answer_type: str | None = None
     role: str | None = None
+    given: set[str] = field(default_factory=set)  # stems of answers already given in a chat
 
     @property
     def stems(self) -> set[str]:
@@ -110,11 +113,12 @@ def analyze(text: str) -> Question:
         seen.add(st)
         proper = (w[0].isupper() and i > 0) or (w.isupper() and len(w) > 1)
         weight = 1.5 if proper or any(ch.isdigit() for ch in w) else 1.0
-        if any(a <= s < b for a, b in speaker_spans):
+        speaker = any(a <= s < b for a, b in speaker_spans)
+        if speaker:
             weight = 0.4
         elif any(a <= s < b for a, b in quoted):
             weight = 2.0  # words the user quotes are the surest clue
-        terms.append(Term(w, st, weight, proper))
+        terms.append(Term(w, st, weight, proper, speaker))
     role = asked_role(text)
     kind = "PERSON" if role else answer_type(text)
     return Question(text=text, terms=terms, answer_type=kind, role=role)

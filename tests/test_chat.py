@@ -52,3 +52,46 @@ def test_a_follow_up_never_adds_the_previous_answer_as_an_extra_citation(article
     if len(second.citations) > 1:
         assert not earlier & {(c.doc_id, c.start, c.end) for c in second.citations}
     assert len(second.citations) <= 2
+
+
+EARNINGS = (
+    "Copperfield Tools reports record year\n\n"
+    "Copperfield Tools, the Ohio maker of garden equipment, reported third-quarter sales of "
+    "$412 million on Thursday, up 6% from a year earlier.\n\n"
+    "For the full year 2024, the company reported sales of $1.7 billion and a profit of "
+    "$96 million.\n\n"
+    "Chief executive Dana Whitcombe said the company expects sales of $1.9 billion in 2025, "
+    "helped by a new factory in Toledo that opens in the spring.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def earnings_chat(tmp_path_factory: pytest.TempPathFactory, embed_model):
+    from tests.conftest import build_bot
+
+    bot = build_bot(tmp_path_factory.mktemp("earnings"), embed_model,
+                    {"copperfield-earnings.txt": EARNINGS})
+    return bot
+
+
+@pytest.mark.e2e
+def test_a_follow_up_naming_its_own_year_is_answered_from_it(earnings_chat) -> None:
+    chat = earnings_chat.chat()
+    first = chat.send("What sales did Copperfield Tools report for the third quarter?")
+    assert "$412 million" in first.text
+    # The earlier turn's number ($412 million) is context, not a number this answer needs.
+    second = chat.send("And for all of 2024?")
+    assert not second.abstained
+    assert "$1.7 billion" in second.text
+    third = chat.send("What about 2025?")
+    assert not third.abstained
+    assert "$1.9 billion" in third.text
+
+
+@pytest.mark.e2e
+def test_a_follow_up_does_not_repeat_the_earlier_short_answer(earnings_chat) -> None:
+    chat = earnings_chat.chat()
+    first = chat.send("What profit did Copperfield Tools make in 2024?")
+    assert first.short_answer == "$96 million"
+    second = chat.send("And what were its sales that year?")
+    assert second.short_answer == "$1.7 billion"
