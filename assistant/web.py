@@ -9,14 +9,14 @@ status line; and an upload box that adds ``.txt``/``.md`` articles to the corpus
 API (for ``gradio_client`` users)::
 
     from gradio_client import Client, handle_file
-    client = Client("http://127.0.0.1:7860/", download_files=False, analytics_enabled=False)
+    client = Client("http://127.0.0.1:7860/", analytics_enabled=False)
     answer = client.predict("How many children were reunited?", api_name="/ask")
-    # -> Answer.to_dict(): question, answer, short_answer, abstained, citations, ...
+    # -> api_answer(): question, answer, short_answer, abstained, citations, ...
     message, status = client.predict([handle_file("new.txt")], api_name="/upload")
 
-Pass ``download_files=False``: gradio_client 2.x takes any returned dict with a ``"path"`` key
-(every citation has one) for a file to download, and the page refuses to serve corpus files
-(403). ``analytics_enabled=False`` keeps the client itself from calling home.
+A citation's file is under ``"file"`` there (``"path"`` in ``Answer.to_dict()``): gradio_client
+takes any returned dict with a ``"path"`` key for a file to download, which the page refuses to
+serve (403). ``analytics_enabled=False`` keeps the client itself from calling home.
 
 This module is the only one that imports gradio (the import costs seconds); the telemetry and
 hub switches are set before that import so that start-up never contacts the internet.
@@ -68,6 +68,34 @@ STREAM_WORDS = 3
 STREAM_DELAY = 0.02
 MAX_EXAMPLES = 4
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+# --------------------------------------------------------------------------------------------
+# The API's answer
+# --------------------------------------------------------------------------------------------
+API_PATH_KEY = "file"
+"""What the page API calls ``Answer.to_dict()``'s ``"path"`` keys."""
+
+
+def api_answer(answer: Answer) -> dict[str, Any]:
+    """The answer as the page's ``/ask`` returns it: ``Answer.to_dict()`` with every
+    ``"path"`` key named ``"file"``.
+
+    gradio_client takes any returned dict with a string ``"path"`` for a file and downloads
+    it from ``/gradio_api/file=…``, which the page refuses for corpus files (403), so a
+    default ``Client(url).predict(...)`` would fail. ``assistant ask --json`` and
+    ``Answer.to_dict()`` keep ``"path"``.
+    """
+    return _rename_path_keys(answer.to_dict())
+
+
+def _rename_path_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(API_PATH_KEY if k == "path" else k): _rename_path_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rename_path_keys(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,7 +752,7 @@ class _Page:
             if not isinstance(exc, AssistantError):
                 log.exception("answering %r failed", str(question)[:200])
             raise gr.Error(error_message(exc), print_exception=False) from None
-        return answer.to_dict()
+        return api_answer(answer)
 
     # -- uploads ----------------------------------------------------------------------------
     def upload(self, files: list[str] | str | None) -> tuple[str, str]:
@@ -883,11 +911,11 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             Args:
                 question: the question (at most ASSISTANT_MAX_QUESTION_CHARS characters).
             Returns:
-                The answer as JSON (Answer.to_dict()): question, answer (the text, with [n]
-                markers), short_answer, abstained, citations (n, doc_id, title, path, start,
-                end, quote, score; quote == text of path[start:end]), retrieved, latency_ms
-                and, when present, notice. With gradio_client, create the Client with
-                download_files=False (citations have a "path" key it would try to download).
+                The answer as JSON: question, answer (the text, with [n] markers),
+                short_answer, abstained, citations (n, doc_id, title, file, start, end,
+                quote, score; quote == text of file[start:end], file relative to the
+                corpus), retrieved, latency_ms, backend and, when present, notice. This is
+                Answer.to_dict() (assistant ask --json) with each "path" key named "file".
             """
             return page.ask(question)
 

@@ -182,7 +182,8 @@ class LoadReport:
 
 
 def check_answer(answer: dict[str, Any], expected: str, corpus: Path | None) -> str | None:
-    """Why ``answer`` is not a correct, validly cited answer containing ``expected``."""
+    """Why ``answer`` (as the page's ``/ask`` returns it) is not a correct, validly cited
+    answer containing ``expected``."""
     if answer.get("abstained"):
         return "abstained"
     text = f"{answer.get('short_answer') or ''} {answer.get('answer') or ''}"
@@ -195,7 +196,7 @@ def check_answer(answer: dict[str, Any], expected: str, corpus: Path | None) -> 
         from assistant.corpus import read_text
 
         for c in citations:
-            if read_text(corpus / c["path"])[c["start"]:c["end"]] != c["quote"]:
+            if read_text(corpus / c["file"])[c["start"]:c["end"]] != c["quote"]:
                 return f"citation {c['n']} does not match its file"
     return None
 
@@ -211,8 +212,7 @@ def run_load(url: str, users: int = 20, per_user: int = 5, corpus: Path | None =
 
     def user(i: int) -> None:
         try:
-            client = Client(url, verbose=False, download_files=False, auth=auth,
-                            analytics_enabled=False)
+            client = Client(url, verbose=False, auth=auth, analytics_enabled=False)
         except Exception as exc:
             with lock:
                 report.errors.append(f"user {i}: connect: {exc}")

@@ -197,6 +197,28 @@ def test_render_answer_falls_back_to_the_passages(tmp_path: Path) -> None:
     assert "Alpha beta. <mark>Gamma delta.</mark>" in out
 
 
+def test_api_answer_is_to_dict_with_no_path_key_gradio_client_would_download() -> None:
+    text = "Head line\n\nThe key fact is 42.\n"
+    p = Passage(doc_id="a.txt", title="T", path="a.txt", start=0, end=len(text), text=text)
+    answer = Answer(question="q", text="The key fact is 42. [1]", short_answer="42",
+                    citations=[_citation(text, "The key fact is 42.")], passages=[p],
+                    retrieved=["a.txt"], notice="n")
+    data = web.api_answer(answer)
+
+    def dicts(value: Any) -> list[dict]:
+        if isinstance(value, dict):
+            return [value, *(d for v in value.values() for d in dicts(v))]
+        return [d for v in value for d in dicts(v)] if isinstance(value, list) else []
+
+    assert not any("path" in d for d in dicts(data))
+    expected = answer.to_dict()
+    expected["citations"] = [{("file" if k == "path" else k): v for k, v in c.items()}
+                             for c in expected["citations"]]
+    assert data == expected
+    assert data["citations"][0]["file"] == "a.txt"
+    assert answer.to_dict()["citations"][0]["path"] == "a.txt"  # ask --json keeps "path"
+
+
 def test_abstention_looks_different_and_is_marked_not_an_answer() -> None:
     p = Passage(doc_id="a.txt", title="A", path="a.txt", start=0, end=9, text="Close <one>")
     answer = Answer(question="q", text="The articles in the corpus do not answer this question.",
@@ -306,7 +328,7 @@ def test_a_store_that_is_not_ingested_is_explained(tmp_path: Path) -> None:
 def _client(url: str) -> Any:
     from gradio_client import Client
 
-    return Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    return Client(url, verbose=False, analytics_enabled=False)
 
 
 @pytest.fixture(scope="module")
@@ -331,10 +353,24 @@ def test_ask_gives_an_answer_with_a_valid_citation(server: ServerHandle) -> None
     assert check_answer(answer, "Eight", server.corpus) is None
     assert not answer["abstained"] and "Eight" in answer["answer"]
     for c in answer["citations"]:
-        assert read_text(server.corpus / c["path"])[c["start"]:c["end"]] == c["quote"]
-        assert c["path"] == ARTICLE
+        assert read_text(server.corpus / c["file"])[c["start"]:c["end"]] == c["quote"]
+        assert c["file"] == ARTICLE
     assert set(answer) >= {"question", "answer", "short_answer", "abstained", "citations",
                            "retrieved", "latency_ms"}
+
+
+@pytest.mark.slow
+def test_a_default_gradio_client_gets_the_answer(server: ServerHandle) -> None:
+    """``Client(url).predict(question, api_name="/ask")`` as Gradio documents it: the answer
+    holds nothing gradio_client takes for a file to download (it would get a 403)."""
+    from gradio_client import Client
+
+    answer = Client(server.url, verbose=False).predict(Q_24H, api_name="/ask")
+    assert isinstance(answer, dict) and answer["abstained"] is False
+    assert check_answer(answer, "Eight", server.corpus) is None
+    for c in answer["citations"]:
+        assert "path" not in c and c["file"] == ARTICLE
+        assert read_text(server.corpus / c["file"])[c["start"]:c["end"]] == c["quote"]
 
 
 @pytest.mark.slow
@@ -440,7 +476,7 @@ def test_upload_adds_an_article_that_then_answers(upload_server: ServerHandle,
 
     answer = client.predict("How far away can the restored lens be seen?", api_name="/ask")
     assert check_answer(answer, "22 nautical miles", upload_server.corpus) is None
-    assert answer["citations"][0]["path"] == "harbor-lighthouse.txt"
+    assert answer["citations"][0]["file"] == "harbor-lighthouse.txt"
 
     # The same name again: a numbered copy, the first file untouched.
     new.write_text(LIGHTHOUSE.replace("Saturday", "Sunday"), encoding="utf-8")
@@ -484,7 +520,7 @@ def test_a_password_protected_page_refuses_anonymous_clients(tmp_path: Path) -> 
         with pytest.raises(Exception):  # noqa: B017 - the client raises a bare ValueError
             Client(handle.url, verbose=False, analytics_enabled=False)
         client = Client(handle.url, verbose=False, analytics_enabled=False,
-                        download_files=False, auth=("reader", "s3cret pass"))
+                        auth=("reader", "s3cret pass"))
         answer = client.predict(Q_24H, api_name="/ask")
         assert check_answer(answer, "Eight", handle.corpus) is None
     finally:
