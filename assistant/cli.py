@@ -4,52 +4,114 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import os
+import re
+import shlex
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from assistant.settings import AssistantError, Settings
 from assistant.types import Answer
 
+DEFAULTS = Settings()
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("assistant")
+    except PackageNotFoundError:
+        from assistant import __version__
+
+        return __version__
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with status 2 and a one-line message on bad usage."""
+    """argparse that exits with status 2 and one line naming the help to read on bad usage.
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+    Options are spelt in full (no abbreviations: a new option would change what an
+    abbreviation means), and anything left over is an error of the command it was given to.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
         raise SystemExit(2)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self.commands.get(getattr(parsed, "command", None) or "", self)
+            command.error(_leftover(command, extras))
+        return parsed
+
+
+def _leftover(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """What is wrong with the arguments ``parser`` did not take: unknown options (with the
+    closest known one), else stray words."""
+    unknown = [a.split("=", 1)[0] for a in extras if a.startswith("-") and len(a) > 1]
+    if unknown:
+        known = list(parser._option_string_actions)
+        named = []
+        for option in unknown:
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+            named.append(f"{option} (did you mean {close[0]}?)" if close else option)
+        return f"unknown option{'s' if len(named) > 1 else ''} {', '.join(named)}"
+    words = " ".join(repr(a) for a in extras)
+    takes_question = any(a.dest == "question" for a in parser._actions)
+    hint = " (quote a question that has spaces)" if takes_question else ""
+    return f"unexpected argument{'s' if len(extras) > 1 else ''} {words}{hint}"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("store and corpus (also ASSISTANT_* environment variables)")
-    g.add_argument("--corpus", help="corpus directory (ASSISTANT_CORPUS, default ./corpus)")
-    g.add_argument("--store", help="store directory (ASSISTANT_STORE, default ./.assistant)")
-    g.add_argument("--chroma-url", dest="chroma_url",
+    g.add_argument("--corpus", metavar="DIR",
+                   help=f"corpus directory (ASSISTANT_CORPUS, default ./{DEFAULTS.corpus})")
+    g.add_argument("--store", metavar="DIR",
+                   help=f"store directory (ASSISTANT_STORE, default ./{DEFAULTS.store})")
+    g.add_argument("--chroma-url", dest="chroma_url", metavar="URL",
                    help="use a Chroma server, e.g. http://127.0.0.1:8000 (ASSISTANT_CHROMA_URL)")
-    g.add_argument("--top-k", dest="top_k", type=int, help="passages retrieved per question")
-    g.add_argument("--min-score", dest="min_score", type=float,
+    g.add_argument("--top-k", dest="top_k", type=int, metavar="N",
+                   help=f"passages retrieved per question (ASSISTANT_TOP_K, default "
+                   f"{DEFAULTS.top_k})")
+    g.add_argument("--min-score", dest="min_score", type=float, metavar="X",
                    help="abstain when the probability that the answer is right is below this "
                    "(ASSISTANT_MIN_SCORE; default: the answer model's calibrated threshold)")
     g.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     m = parser.add_argument_group(
         "generative answers (optional, pip install 'assistant[llm]'; also ASSISTANT_LLM_*)")
-    m.add_argument("--llm-url", dest="llm_url",
-                   help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 for Ollama")
-    m.add_argument("--llm-model", dest="llm_model", help="the model's name on that server")
-    m.add_argument("--llm-api-key", dest="llm_api_key",
+    m.add_argument("--llm-url", dest="llm_url", metavar="URL",
+                   help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 for Ollama "
+                   "(ASSISTANT_LLM_URL)")
+    m.add_argument("--llm-model", dest="llm_model", metavar="NAME",
+                   help="the model's name on that server (ASSISTANT_LLM_MODEL)")
+    m.add_argument("--llm-api-key", dest="llm_api_key", metavar="KEY",
                    help="API key, when the server needs one (prefer ASSISTANT_LLM_API_KEY)")
-    m.add_argument("--llm-timeout", dest="llm_timeout", type=float,
-                   help="seconds to wait for the server before answering extractively (30)")
+    m.add_argument("--llm-timeout", dest="llm_timeout", type=float, metavar="S",
+                   help="seconds to wait for the server before answering extractively "
+                   f"(ASSISTANT_LLM_TIMEOUT, default {DEFAULTS.llm_timeout:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _Parser(prog="assistant", description="Cited answers from a corpus of articles.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="assistant", description="Cited answers from a corpus of articles.",
+                     epilog="Run `assistant <command> --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands",
+                                parser_class=_Parser)
 
     p = sub.add_parser("ingest", help="index the corpus (incremental)")
     _common(p)
@@ -76,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     from assistant.evals import add_eval_arguments
 
     add_eval_arguments(p)
+    parser.commands = dict(sub.choices)
     return parser
 
 
@@ -117,12 +180,21 @@ def _ingest(bot: Any, args: argparse.Namespace) -> int:
 
 
 class _Stream:
-    """Prints a generated answer's text as it arrives, then its sources."""
+    """Prints a generated answer's text as it arrives, then its sources; ``on_start`` is
+    called once, before the first thing printed."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Callable[[], None] | None = None) -> None:
         self.streamed = False
+        self.on_start = on_start
+
+    def _start(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
+            self.on_start = None
 
     def __call__(self, delta: str) -> None:
+        if delta:
+            self._start()
         sys.stdout.write(delta)
         sys.stdout.flush()
         self.streamed = self.streamed or bool(delta)
@@ -130,6 +202,7 @@ class _Stream:
     def finish(self, answer: Answer) -> None:
         """The sources after the streamed text; the whole answer when nothing streamed or
         the model failed midway (the extractive answer, with its notice)."""
+        self._start()
         if not self.streamed:
             print(format_answer(answer))
             return
@@ -140,7 +213,40 @@ class _Stream:
             print(tail)
 
 
+def store_options(args: argparse.Namespace) -> str:
+    """The flags given on the command line that say which store and collection to use."""
+    given = [(flag, getattr(args, dest, None)) for flag, dest in
+             (("--corpus", "corpus"), ("--store", "store"), ("--chroma-url", "chroma_url"))]
+    return " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in given
+                    if value is not None)
+
+
+_INGEST_HINT = re.compile(r"`assistant ingest([^`]*)`")
+
+
+def name_options(message: str, args: argparse.Namespace) -> str:
+    """``message`` with the store flags the user gave added to each `assistant ingest …`
+    it suggests, so that the suggested command fixes this store."""
+    options = store_options(args)
+    if not options:
+        return message
+    return _INGEST_HINT.sub(lambda m: f"`assistant ingest{m.group(1)} {options}`", message)
+
+
+def require_ingested(bot: Any) -> None:
+    """Raise the "store is empty" error unless the store holds this corpus's chunks, without
+    creating anything: no store folders, no collection."""
+    empty = AssistantError("the store is empty: run `assistant ingest` first")
+    settings = bot.settings
+    if not settings.chroma_url and not (settings.store / "chroma" / "chroma.sqlite3").is_file():
+        raise empty
+    if not bot.store.exists() or bot.store.count() == 0:
+        raise empty
+
+
 def _ask(bot: Any, args: argparse.Namespace) -> int:
+    bot.check_question(args.question)  # a bad question is the error, whatever the store
+    require_ingested(bot)
     if bot.settings.llm_enabled and not args.json:
         stream = _Stream()
         stream.finish(bot.ask(args.question, on_token=stream))
@@ -154,8 +260,10 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
 
 
 def _chat(bot: Any, args: argparse.Namespace) -> int:
-    if bot.settings.chroma_url:
-        _ = bot.store.client  # an unreachable server fails at start, not at each question
+    """A conversation on stdin. At a terminal: a greeting, a ``> `` prompt and a blank line
+    after each answer; piped: only the answers, a blank line between them. Errors of one
+    question go to stderr and the conversation goes on."""
+    require_ingested(bot)  # also: an unreachable server fails at start, not at each question
     with contextlib.suppress(AttributeError, ValueError, OSError):
         # Bytes that are not text become characters the question cleaner drops.
         sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
@@ -163,11 +271,20 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print("Ask about the articles. Commands: /reset, /quit.")
+    wrote = False  # piped: something was printed, so the next reply is set apart
+
+    def reply_starts() -> None:
+        nonlocal wrote
+        if wrote and not interactive:
+            print(flush=True)
+        wrote = True
+
     while True:
         try:
             line = input("> " if interactive else "")
         except (EOFError, KeyboardInterrupt):
-            print()
+            if interactive:
+                print()  # end the prompt's line
             return 0
         line = line.strip()
         if not line:
@@ -176,26 +293,29 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
             return 0
         if line == "/reset":
             session.reset()
-            print("(conversation cleared)")
+            reply_starts()
+            print("(conversation cleared)", flush=True)
             continue
-        stream = _Stream() if bot.settings.llm_enabled else None
+        stream = _Stream(on_start=reply_starts) if bot.settings.llm_enabled else None
         try:
             answer = session.send(line, on_token=stream)
         except AssistantError as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr, flush=True)
             continue
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             # A store or server failure ends this answer, not the conversation.
             logging.getLogger(__name__).info("answering failed", exc_info=True)
-            print(f"error: {unexpected_message(exc)}")
+            print(f"error: {unexpected_message(exc)}", file=sys.stderr, flush=True)
             continue
         if stream is not None:
             stream.finish(answer)
         else:
-            print(format_answer(answer))
-        print()
+            reply_starts()
+            print(format_answer(answer), flush=True)
+        if interactive:
+            print()
 
 
 def _serve(bot: Any, args: argparse.Namespace) -> int:
@@ -227,7 +347,11 @@ COMMANDS = {"ingest": _ingest, "ask": _ask, "chat": _chat, "serve": _serve, "eva
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``assistant`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -243,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bot = Assistant(settings_from_args(args))
         code = COMMANDS[args.command](bot, args)
     except AssistantError as exc:
-        print(f"assistant: error: {exc}", file=sys.stderr)
+        print(f"assistant: error: {name_options(str(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)

@@ -71,18 +71,96 @@ def test_reingest_is_incremental(workdir: Path) -> None:
     [
         (("ask", ""), "the question is empty"),
         (("ask", "x" * 2001), "too long"),
-        (("ask", "hello", "--store", "nowhere"), "run `assistant ingest` first"),
+        (("ask", "hello", "--store", "nowhere"),
+         "the store is empty: run `assistant ingest --store nowhere` first"),
+        (("ask", "hello", "--corpus", "other corpus", "--store", "nowhere"),
+         "the store is empty: run `assistant ingest --corpus 'other corpus' --store nowhere` "
+         "first"),
+        (("ask", "hello", "--corpus", "other"),  # the store exists, not for this corpus
+         "the store is empty: run `assistant ingest --corpus other` first"),
+        (("ask", "--top-k", "0", "hello"), "top_k must be at least 1"),
+        (("ask", "--topk", "3", "hello"),
+         "unknown option --topk (did you mean --top-k?); see `assistant ask --help`"),
+        (("ask", "hello", "--bogus"), "unknown option --bogus; see `assistant ask --help`"),
+        (("ask", "--top", "3", "hello"),  # no abbreviations: a new flag would change them
+         "unknown option --top (did you mean --top-k?); see `assistant ask --help`"),
+        (("ask", "two", "questions"),
+         "unexpected argument 'questions' (quote a question that has spaces); "
+         "see `assistant ask --help`"),
+        (("ask",), "the following arguments are required: question; see `assistant ask --help`"),
+        (("ask", "--top-k", "many", "hello"),
+         "argument --top-k: invalid int value: 'many'; see `assistant ask --help`"),
+        (("--bogus",), "unknown option --bogus; see `assistant --help`"),
         (("ingest", "--corpus", "missing"), "corpus directory not found"),
         (("ask", "hi", "--chroma-url", "http://127.0.0.1:9"), "cannot reach the Chroma server"),
         (("frobnicate",), "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: tuple, message: str) -> None:
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
     done = run(*args, cwd=workdir)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+    # A failed command leaves no trace: no store folders, nothing added to the store.
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
+
+
+def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    done = run("--version", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"assistant {version('assistant')}\n"
+
+
+def test_bare_command_prints_the_usage_and_the_commands(tmp_path: Path) -> None:
+    done = run(cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("usage: assistant")
+    for command in ("ingest", "ask", "chat", "serve", "eval"):
+        assert f"\n    {command} " in done.stderr
+    assert "`assistant <command> --help`" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_shows_each_option_with_its_variable_and_default(tmp_path: Path) -> None:
+    done = run("ask", "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--top-k N passages retrieved per question (ASSISTANT_TOP_K, default 5)" in text
+    assert "--corpus DIR" in text and "(ASSISTANT_CORPUS, default ./corpus)" in text
+    assert "--store DIR" in text and "(ASSISTANT_STORE, default ./.assistant)" in text
+    assert "(ASSISTANT_LLM_TIMEOUT, default 30)" in text
+
+
+def test_chat_on_an_empty_store_exits_2_like_ask(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "chat", "--store", "empty"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, input="Who confirmed the facts?\n")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "assistant: error: the store is empty: run `assistant ingest --store empty` first\n")
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chat_with_piped_input_answers_each_line_without_prompts(workdir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "chat"], cwd=workdir, capture_output=True,
+        text=True, timeout=300,
+        input="How many children were reunited in the past 24 hours?\n"
+              "What is the capital of Australia?\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    assert out.startswith("“Eight children have been rejoined"), out
+    assert "\n\nThe articles in the corpus do not answer this question.\n" in out
+    assert out.endswith("…\n"), out  # the last closest passage, no blank line after it
+    assert "> " not in out and "Commands:" not in out
 
 
 def test_chat_reads_questions_from_stdin(workdir: Path) -> None:
