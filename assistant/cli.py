@@ -8,7 +8,6 @@ import difflib
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 import time
@@ -221,16 +220,15 @@ def store_options(args: argparse.Namespace) -> str:
                     if value is not None)
 
 
-_INGEST_HINT = re.compile(r"`assistant ingest([^`]*)`")
+_INGEST_HINT = "`assistant ingest`"
 
 
 def name_options(message: str, args: argparse.Namespace) -> str:
-    """``message`` with the store flags the user gave added to each `assistant ingest …`
-    it suggests, so that the suggested command fixes this store."""
+    """``message`` with the store flags the user gave added to the `assistant ingest` it
+    suggests, so that the suggested command fills this store."""
     options = store_options(args)
-    if not options:
-        return message
-    return _INGEST_HINT.sub(lambda m: f"`assistant ingest{m.group(1)} {options}`", message)
+    return message.replace(_INGEST_HINT, f"`assistant ingest {options}`") if options else (
+        message)
 
 
 def require_ingested(bot: Any) -> None:
@@ -261,8 +259,8 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
 
 def _chat(bot: Any, args: argparse.Namespace) -> int:
     """A conversation on stdin. At a terminal: a greeting, a ``> `` prompt and a blank line
-    after each answer; piped: only the answers, a blank line between them. Errors of one
-    question go to stderr and the conversation goes on."""
+    after each answer; piped: only the replies, a blank line between them. The error of one
+    question is its reply, and the conversation goes on."""
     require_ingested(bot)  # also: an unreachable server fails at start, not at each question
     with contextlib.suppress(AttributeError, ValueError, OSError):
         # Bytes that are not text become characters the question cleaner drops.
@@ -300,14 +298,16 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
         try:
             answer = session.send(line, on_token=stream)
         except AssistantError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            reply_starts()
+            print(f"error: {name_options(str(exc), args)}", flush=True)
             continue
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             # A store or server failure ends this answer, not the conversation.
             logging.getLogger(__name__).info("answering failed", exc_info=True)
-            print(f"error: {unexpected_message(exc)}", file=sys.stderr, flush=True)
+            reply_starts()
+            print(f"error: {unexpected_message(exc)}", flush=True)
             continue
         if stream is not None:
             stream.finish(answer)

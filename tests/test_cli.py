@@ -108,6 +108,18 @@ def test_bad_input_is_one_line_and_exit_2(workdir: Path, args: tuple, message: s
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
 
 
+def test_the_suggested_ingest_names_the_store_flags_given() -> None:
+    from assistant.cli import build_parser, name_options
+
+    args = build_parser().parse_args(
+        ["chat", "--store", "/tmp/my store", "--chroma-url", "http://h:1", "--top-k", "3"])
+    assert name_options("the store is empty: run `assistant ingest` first (x)", args) == (
+        "the store is empty: run `assistant ingest --store '/tmp/my store' "
+        "--chroma-url http://h:1` first (x)")
+    plain = build_parser().parse_args(["chat"])
+    assert name_options("run `assistant ingest` first", plain) == "run `assistant ingest` first"
+
+
 def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
     from importlib.metadata import version
 
