@@ -14,6 +14,16 @@ class AssistantError(Exception):
 
 
 ENV_PREFIX = "ASSISTANT_"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_prompts_dir() -> Path:
+    """The prompt templates that ship with the assistant: the copy an installed wheel
+    carries inside the package (``assistant/prompts``, mapped from the top-level
+    ``prompts/`` at build time), else the project's ``prompts/`` (a source tree or an
+    editable install)."""
+    packaged = PACKAGE_DIR / "prompts"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "prompts"
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,8 @@ class Settings:
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     llm_timeout: float = 30.0
-    prompts_dir: Path | None = None  # the LLM's prompt templates (default: the project's prompts/)
+    # The LLM's prompt templates (ASSISTANT_PROMPTS_DIR; default: the shipped prompts/).
+    prompts_dir: Path | None = field(default_factory=default_prompts_dir)
     host: str = "127.0.0.1"
     port: int = 7860
     auth: str | None = field(default=None, repr=False)
