@@ -36,11 +36,22 @@ def is_follow_up(message: str) -> bool:
     return len(analyze(message).terms) < 2
 
 
+def needs_earlier_turn(message: str) -> bool:
+    """True when a message cannot be answered without an earlier turn: it refers back
+    ("it", "that", "and …") and names at most one thing of its own ("In which year did
+    it do that?"). Asked first, such a message is an abstention, never a guess."""
+    return bool(_ELLIPSIS.match(message) or _ANAPHORA.search(message)) \
+        and len(analyze(message).terms) < 2
+
+
 def _is_name(short_answer: str | None) -> bool:
     """True for a short answer a pronoun can stand for: a name, not a number or date."""
     if not short_answer or any(ch.isdigit() for ch in short_answer):
         return False
     return any(w[:1].isupper() for w in short_answer.split())
+
+
+NO_EARLIER_TURN = "this question refers to an earlier one: ask it in full"
 
 
 class ChatSession:
@@ -68,6 +79,11 @@ class ChatSession:
             avoid = [(c.doc_id, c.start, c.end) for c in last.citations]
             given = [last.short_answer] if last.short_answer and not last.abstained else []
         question = message
+        if context is None and needs_earlier_turn(message):
+            answer = self.assistant.abstain(message, NO_EARLIER_TURN)
+            self._topics.append(message)
+            self.history.append((message, answer))
+            return answer
         if context is not None and self.assistant.settings.llm_enabled:
             # With a language model, the follow-up is rewritten as a standalone question.
             from assistant.llm import condense_question, format_history

@@ -189,6 +189,14 @@ class Assistant:
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
 
+    def abstain(self, question: str, notice: str) -> Answer:
+        """An abstention that needs no retrieval, with a one-line ``notice`` saying why."""
+        from assistant.answering import ABSTAIN_TEXT
+
+        text = self.check_question(question)
+        return Answer(question=text, text=ABSTAIN_TEXT, abstained=True, notice=notice,
+                      latency_ms=0.0)
+
     def _answer(self, text: str, context: str | None,
                 avoid: set[tuple[str, int, int]], given: Collection[str] = ()) -> Answer:
         q = analyze(text)

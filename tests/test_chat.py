@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.chat import is_follow_up
+from assistant.chat import is_follow_up, needs_earlier_turn
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,29 @@ def test_follow_up_uses_the_earlier_turn(article_bot) -> None:
     # Alone, the follow-up has nothing to go on.
     alone = article_bot.ask("In which year did it do that?")
     assert alone.abstained or "International Criminal Court" not in alone.text
+
+
+@pytest.mark.parametrize(
+    ("message", "needs"),
+    [("In which year did it do that?", True), ("and when?", True), ("Who said it?", True),
+     ("What did she write to Putin?", False), ("Which court issued the warrants?", False)],
+)
+def test_needs_earlier_turn(message: str, needs: bool) -> None:
+    assert needs_earlier_turn(message) is needs
+
+
+@pytest.mark.e2e
+def test_a_follow_up_with_no_earlier_turn_abstains_after_a_reset(article_bot) -> None:
+    chat = article_bot.chat()
+    first = chat.send("Which court issued arrest warrants for Putin?")
+    assert not first.abstained
+    chat.reset()
+    answer = chat.send("In which year did it do that?")
+    assert answer.abstained and answer.citations == []
+    assert answer.notice is not None and "earlier" in answer.notice
+    # The conversation goes on from there: a full question is answered.
+    again = chat.send("Which court issued arrest warrants for Putin?")
+    assert again.short_answer == first.short_answer
 
 
 @pytest.mark.e2e
