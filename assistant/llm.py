@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 
 from assistant.chunking import split_sentences
 from assistant.corpus import read_text
-from assistant.settings import AssistantError, Settings
+from assistant.settings import AssistantError, Settings, default_prompts_dir
 from assistant.text import STOPWORDS, stem, words
 from assistant.types import Answer, Citation, Passage
 
 log = logging.getLogger(__name__)
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = default_prompts_dir()  # the shipped templates (packaged or the source tree's)
 ANSWER_SYSTEM = "answer_system.txt"
 ANSWER_USER = "answer_user.txt"
 CONDENSE = "condense.txt"
@@ -66,7 +66,7 @@ def prompts_dir(settings: Settings) -> Path:
 def load_prompt(settings: Settings, name: str) -> str:
     """The text of one prompt template, read at run time so that a user can edit it.
 
-    A template missing from ``ASSISTANT_PROMPTS_DIR`` is taken from the project's ``prompts/``.
+    A template missing from ``ASSISTANT_PROMPTS_DIR`` is taken from the shipped ones.
     """
     for folder in dict.fromkeys([prompts_dir(settings), PROMPTS_DIR]):
         path = folder / name

@@ -121,6 +121,14 @@ def test_an_installed_wheel_answers_with_its_own_prompts(built: tuple[Path, str]
                   cwd=tmp_path, env=env)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout == (ROOT / "prompts" / "answer_system.txt").read_text().strip()
+    # A user's prompts folder that lacks a template falls back to the shipped one.
+    (tmp_path / "my-prompts").mkdir()
+    partial = _run(python, "-c", "from assistant.llm import load_prompt; "
+                   "from assistant.settings import Settings; "
+                   "print(load_prompt(Settings(), 'answer_system.txt'), end='')",
+                   cwd=tmp_path, env={**env, "ASSISTANT_PROMPTS_DIR": str(tmp_path / "my-prompts")})
+    assert partial.returncode == 0, partial.stderr
+    assert partial.stdout == loaded.stdout
 
     assistant = venv / "bin" / "assistant"
     version = _run(assistant, "--version", cwd=tmp_path, env=env)
