@@ -302,7 +302,7 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
             print(f"error: {name_options(str(exc), args)}", flush=True)
             continue
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | BrokenPipeError):
                 raise
             # A store or server failure ends this answer, not the conversation.
             logging.getLogger(__name__).info("answering failed", exc_info=True)
@@ -372,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`assistant ask … | head -1`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except BaseException as exc:
         # Never a traceback (Chroma's Rust core even raises BaseException-derived panics):
         # one line, details with -v.

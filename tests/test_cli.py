@@ -184,3 +184,20 @@ def test_chat_reads_questions_from_stdin(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Eight children" in done.stdout
     assert "(conversation cleared)" in done.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(workdir: Path) -> None:
+    """`assistant ask … | head -1`: the pipe closes early; no error line, no traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the answer is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "assistant.cli", "ask",
+                               "How many children were reunited in the past 24 hours?"],
+                              cwd=workdir, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == ""
