@@ -144,3 +144,11 @@ def test_misspelt_stopwords_are_dropped() -> None:
     q = analyze("who wore the shirt befor ferreira")
     repair_typos(q, {"wore", "shirt", "ferreira"})
     assert [t.word for t in q.terms] == ["wore", "shirt", "ferreira"]
+
+
+@pytest.mark.e2e
+def test_a_source_line_is_never_joined_to_an_answer(article_bot) -> None:
+    # The sentence is followed by the article's "Source:…" line, a fragment of no answer.
+    answer = article_bot.ask("Which court issued arrest warrants for Putin?")
+    assert "International Criminal Court" in answer.citations[0].quote
+    assert not any(c.quote.startswith("Source:") for c in answer.citations)
