@@ -99,6 +99,13 @@ class ChatSession:
         self.history.append((message, answer))
         return answer
 
+    def truncate(self, keep: int) -> None:
+        """Keep the first ``keep`` turns and forget the rest (undo, retry): what a follow-up
+        leans on is then as it was after turn ``keep``, without asking anything again."""
+        keep = max(0, keep)
+        del self.history[keep:]
+        del self._topics[keep:]
+
     def reset(self) -> None:
         """Forget the conversation."""
         self.history.clear()

@@ -2,7 +2,9 @@
 
 import pytest
 
-from assistant.chat import is_follow_up, needs_earlier_turn
+from assistant.chat import ChatSession, is_follow_up, needs_earlier_turn
+from assistant.settings import Settings
+from assistant.types import Answer
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,41 @@ def test_follow_up_uses_the_earlier_turn(article_bot) -> None:
     # Alone, the follow-up has nothing to go on.
     alone = article_bot.ask("In which year did it do that?")
     assert alone.abstained or "International Criminal Court" not in alone.text
+
+
+class _EchoAssistant:
+    """Answers every question with its own text and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.asked: list[tuple[str, str | None]] = []
+
+    def check_question(self, question: str) -> str:
+        return question.strip()
+
+    def ask(self, question: str, context: str | None = None, **_: object) -> Answer:
+        self.asked.append((question, context))
+        return Answer(question=question, text=f"About {question}")
+
+
+def test_truncate_keeps_the_first_turns_and_the_context_they_give() -> None:
+    bot = _EchoAssistant()
+    chat = ChatSession(bot)  # type: ignore[arg-type]
+    for q in ("Which court issued arrest warrants?", "and for whom?",
+              "Who wrote the letter to Putin?"):
+        chat.send(q)
+    topics = list(chat._topics)
+    chat.truncate(2)
+    assert [m for m, _ in chat.history] == ["Which court issued arrest warrants?",
+                                            "and for whom?"]
+    assert chat._topics == topics[:2]
+    # A follow-up now leans on turn 2, as if turn 3 had never been asked.
+    assert chat.context("and when?") == topics[1]
+    chat.truncate(5)
+    assert len(chat.history) == len(chat._topics) == 2
+    chat.truncate(-1)
+    assert chat.history == [] and chat._topics == []
+    assert len(bot.asked) == 3  # nothing was asked again
 
 
 @pytest.mark.parametrize(
