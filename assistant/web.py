@@ -508,9 +508,9 @@ class Turn:
 class Conversation:
     """The state of one browser session: a ChatSession kept in sync with the visible turns.
 
-    Undo, retry and clear cut the visible turns; :meth:`trim` then resets the ChatSession and
-    replays the kept questions through ``send``, so whatever context the session derives from
-    its turns (follow-up topics, history) matches the page again.
+    Undo, retry and clear cut the visible turns; :meth:`trim` then cuts the ChatSession's
+    turns to the same point (``ChatSession.truncate``), so whatever context it derives from
+    its turns (follow-up topics, history) matches the page again, and nothing is asked twice.
     """
 
     def __init__(self, bot: Assistant) -> None:
@@ -532,26 +532,12 @@ class Conversation:
             self.turns.append(turn)
             return turn
 
-    def trim(self, keep: int, guard: ReadWriteLock | None = None) -> None:
-        """Keep the first ``keep`` turns: reset the ChatSession and replay the kept questions
-        that it had answered (errors never entered it)."""
+    def trim(self, keep: int) -> None:
+        """Keep the first ``keep`` turns, and in the ChatSession the turns it holds of them
+        (the answered ones: an error never entered it)."""
         with self.lock:
-            keep = max(0, keep)
-            if keep >= len(self.turns) and keep:
-                return
-            self.turns = self.turns[:keep]
-            self.chat.reset()
-            for turn in self.turns:
-                if turn.answer is None:
-                    continue
-                try:
-                    if guard is None:
-                        self.chat.send(turn.question)
-                    else:
-                        with guard.read():
-                            self.chat.send(turn.question)
-                except Exception as exc:
-                    log.warning("replaying %r failed: %s", turn.question[:200], exc)
+            self.turns = self.turns[: max(0, keep)]
+            self.chat.truncate(sum(1 for turn in self.turns if turn.answer is not None))
 
 
 def _user_count(history: Sequence[Any]) -> int:
@@ -720,7 +706,7 @@ class _Page:
             return history, "", conv, gr.update()
         keep = _user_count(history[:i])
         question = conv.turns[keep].question if keep < len(conv.turns) else ""
-        conv.trim(keep, self.guard)
+        conv.trim(keep)
         return history[: i + 1], question, conv, gr.update(interactive=False)
 
     def undo(self, history: list[Any], conv: Conversation | None
@@ -733,13 +719,13 @@ class _Page:
             return history, "", conv
         keep = _user_count(history[:i])
         question = conv.turns[keep].question if keep < len(conv.turns) else ""
-        conv.trim(keep, self.guard)
+        conv.trim(keep)
         return history[:i], question, conv
 
     def clear(self, conv: Conversation | None) -> Conversation:
         """Forget the conversation."""
         conv = self._conversation(conv)
-        conv.trim(0, self.guard)
+        conv.trim(0)
         return conv
 
     # -- API --------------------------------------------------------------------------------

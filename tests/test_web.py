@@ -236,35 +236,78 @@ def test_errors_are_one_escaped_line() -> None:
     assert web.render_user("<img src=x onerror=alert(1)>").startswith("&lt;img")
 
 
-class _FakeChat:
+class _CountingBot:
+    """An Assistant stand-in under a real ChatSession: answers every question with its own
+    text, fails on "boom", and records every question it is asked (each one a retrieval)."""
+
     def __init__(self) -> None:
-        self.history: list[tuple[str, Answer]] = []
+        self.settings = Settings()
+        self.asked: list[str] = []
 
-    def send(self, message: str) -> Answer:
-        if message == "boom":
+    def check_question(self, question: str) -> str:
+        return question.strip()
+
+    def ask(self, question: str, context: str | None = None, **_: Any) -> Answer:
+        self.asked.append(question)
+        if question == "boom":
             raise RuntimeError("llm server down")
-        answer = Answer(question=message, text=f"answer to {message}")
-        self.history.append((message, answer))
-        return answer
+        return Answer(question=question, text=f"answer to {question}")
 
-    def reset(self) -> None:
-        self.history.clear()
+    def chat(self) -> Any:
+        from assistant.chat import ChatSession
+
+        return ChatSession(self)  # type: ignore[arg-type]
 
 
 def test_conversation_keeps_the_chat_session_in_sync() -> None:
-    bot: Any = SimpleNamespace(chat=_FakeChat)
-    conv = web.Conversation(bot)
+    bot = _CountingBot()
+    conv = web.Conversation(bot)  # type: ignore[arg-type]
     guard = web.ReadWriteLock()
-    for q in ("one", "boom", "two", "three"):
+    questions = ("Which court issued the warrants?", "boom", "Who wrote the letter?",
+                 "How many children were reunited?")
+    for q in questions:
         conv.send(q, guard)
     assert conv.turns[1].error == "the assistant failed (RuntimeError: llm server down)"
-    assert [m for m, _ in conv.chat.history] == ["one", "two", "three"]
+    assert [m for m, _ in conv.chat.history] == [questions[0], questions[2], questions[3]]
     conv.trim(3)
-    assert [m for m, _ in conv.chat.history] == ["one", "two"]
+    assert [m for m, _ in conv.chat.history] == [questions[0], questions[2]]
+    assert len(conv.chat._topics) == 2
     conv.trim(1)
-    assert [m for m, _ in conv.chat.history] == ["one"]
+    assert [m for m, _ in conv.chat.history] == [questions[0]]
     conv.trim(0)
-    assert conv.chat.history == [] and conv.turns == []
+    assert conv.chat.history == [] and conv.turns == [] and conv.chat._topics == []
+    assert bot.asked == list(questions)  # trimming asked nothing again
+
+
+def test_undo_retry_and_clear_ask_nothing_again_for_the_kept_turns() -> None:
+    bot = _CountingBot()
+    page = web._Page(bot)  # type: ignore[arg-type]
+    history: list[Any] = []
+    conv = None
+    questions = ["Which court issued the warrants?", "and for whom?",
+                 "Who wrote the letter to Putin?"]
+    for q in questions:
+        _, history, pending, conv = page.take_question(q, history, conv)
+        history, conv = list(page.respond(pending, history, conv))[-1]
+    assert bot.asked[-1] == questions[-1] and len(bot.asked) == 3
+    topics = list(conv.chat._topics)
+
+    history, box_text, conv = page.undo(history, conv)
+    assert box_text == questions[2] and len(history) == 4
+    assert len(bot.asked) == 3  # the two kept turns were not asked again
+    assert [m for m, _ in conv.chat.history] == questions[:2]
+    assert conv.chat._topics == topics[:2]
+
+    history, question, conv, _ = page.retry(history, conv)
+    assert question == questions[1] and len(bot.asked) == 3
+    assert [m for m, _ in conv.chat.history] == questions[:1]
+    history, conv = list(page.respond(question, history, conv))[-1]
+    assert len(bot.asked) == 4  # only the retried question, in turn 1's context
+    assert [m for m, _ in conv.chat.history] == questions[:2]
+    assert conv.chat._topics == topics[:2]
+
+    conv = page.clear(conv)
+    assert conv.turns == [] and conv.chat.history == [] and len(bot.asked) == 4
 
 
 class _FailingBot:
@@ -284,6 +327,9 @@ class _FailingBot:
 
             def send(self, message: str) -> Answer:
                 return bot.ask(message)
+
+            def truncate(self, keep: int) -> None:
+                pass
 
             def reset(self) -> None:
                 pass
