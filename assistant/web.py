@@ -833,6 +833,9 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
                     show_label=False,
                     lines=1,
                     max_lines=6,
+                    # The browser keeps typed and pasted text within the limit; the server
+                    # still refuses a longer question (check_question) sent by other means.
+                    max_length=settings.max_question_chars,
                     submit_btn=True,
                     autofocus=True,
                     elem_id="qa-input",

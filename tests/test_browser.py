@@ -88,6 +88,21 @@ class Page:
         return path
 
 
+def test_the_question_box_holds_at_most_the_limit(server: ServerHandle, browser: Any) -> None:
+    tab = Page(browser, server.url)
+    box = "#qa-input textarea"
+    assert "up to 2,000 characters" in (tab.page.get_attribute(box, "placeholder") or "")
+    tab.page.click(box)
+    tab.page.keyboard.insert_text("y" * 2500)  # as a paste inserts text
+    assert len(tab.page.input_value(box)) == 2000
+    tab.page.keyboard.type("zzz")
+    assert tab.page.input_value(box) == "y" * 2000
+    tab.page.fill(box, "")
+    tab.page.keyboard.type("How many? " + "w" * 2100, delay=0)
+    assert len(tab.page.input_value(box)) == 2000
+    tab.page.close()
+
+
 def test_answer_streams_in_with_a_highlighted_source(server: ServerHandle, browser: Any) -> None:
     tab = Page(browser, server.url)
     assert "1 article" in tab.page.inner_text("#qa-status")
@@ -154,15 +169,16 @@ def test_abstention_errors_examples_undo_retry_and_clear(server: ServerHandle,
     assert len(abstention.query_selector_all(".qa-near-item")) >= 1
     tab.screenshot("chat-abstention.png")
 
-    tab.ask("x" * 2001)
+    tab.ask("x" * 2001)  # the box keeps the first 2,000 characters
     tab.wait_bot_count(3)
-    assert "too long (2001 characters; the limit is 2000)" in tab.bot_messages()[2].inner_text()
-    assert "Traceback" not in page.inner_text("#qa-chat")
+    users = page.query_selector_all("#qa-chat [data-testid='user']")
+    assert "(2,000 characters)" in users[2].inner_text()
+    assert "too long" not in tab.bot_messages()[2].inner_text()
 
     page.get_by_role("button", name="Undo").last.click()
     page.wait_for_function("document.querySelectorAll(\"#qa-chat [data-testid='bot']\")"
                            ".length === 2")
-    assert page.input_value("#qa-input textarea") == "x" * 2001
+    assert page.input_value("#qa-input textarea") == "x" * 2000
 
     page.fill("#qa-input textarea", "")
     page.get_by_role("button", name="Retry").last.click()
@@ -173,6 +189,11 @@ def test_abstention_errors_examples_undo_retry_and_clear(server: ServerHandle,
     page.get_by_role("button", name="Clear").click()
     page.wait_for_selector("#qa-chat button.example", timeout=10_000)
     assert tab.bot_messages() == []
+
+    tab.ask("   ")
+    tab.wait_bot_count(1)
+    assert "the question is empty" in tab.bot_messages()[0].inner_text()
+    assert "Traceback" not in page.inner_text("#qa-chat")
     assert tab.external == []
     page.close()
 

@@ -356,6 +356,24 @@ def test_a_failing_backend_is_one_readable_line_in_chat_and_api() -> None:
         web.status_line(page.bot)
 
 
+def test_the_box_and_the_server_both_hold_questions_to_the_limit(tmp_path: Path) -> None:
+    """The box takes at most ASSISTANT_MAX_QUESTION_CHARS characters (its max_length); a
+    longer question sent around it is refused by the server with one readable line."""
+    from assistant.core import Assistant
+
+    bot = Assistant(Settings(corpus=tmp_path / "corpus", store=tmp_path / "store",
+                             max_question_chars=300))
+    app = web.build_app(bot, examples=[])
+    box = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "qa-input")
+    assert box.max_length == 300 and "up to 300 characters" in box.placeholder
+    page = web._Page(bot)
+    _, history, pending, conv = page.take_question("y" * 301, [], None)
+    history, conv = list(page.respond(pending, history, conv))[-1]
+    assert history[-1]["content"] == web.render_error(
+        "the question is too long (301 characters; the limit is 300)")
+    assert conv.chat.history == []
+
+
 def test_a_store_that_is_not_ingested_is_explained(tmp_path: Path) -> None:
     from assistant.core import Assistant
 
