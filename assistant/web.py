@@ -633,7 +633,20 @@ details.qa-near > summary { color: #92400e; font-weight: 600; font-size: 0.9rem;
   font-size: 1.5rem; font-weight: 700; line-height: 44px; }
 .qa-placeholder b { font-size: 1.1rem; }
 .qa-placeholder p { margin: 4px 0 0 0; color: var(--body-text-color-subdued); }
+/* The bin (clear) gets a row of its own above the messages, so no message or copy icon
+   scrolls under it; the scroll-down arrow gets one below them, so it never covers the text
+   (gradio places both over the scrolling messages). */
+#qa-chat .wrapper:has(> [role=log]) { display: flex; flex-direction: column; }
+#qa-chat .wrapper > .top-panel { position: static; align-self: flex-end; flex: none;
+  margin: 4px 4px 0 0; }
+#qa-chat .wrapper > [role=log] { flex: 1 1 0; min-height: 0; height: auto; padding-top: 6px; }
+#qa-chat .wrapper > .scroll-down-button-container { position: static; transform: none;
+  align-self: center; flex: none; margin: 4px 0; }
 footer { opacity: 0.7; }
+/* gradio's footer puts a "·" after its links for the ones hidden here (settings, "built
+   with"), which would stand alone after "Use via API" (and alone on a phone, where gradio
+   hides the API link). */
+footer .divider { display: none !important; }
 """
 
 

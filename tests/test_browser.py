@@ -48,8 +48,8 @@ def browser() -> Iterator[Any]:
 class Page:
     """A browser tab on the chat page that records requests leaving the machine."""
 
-    def __init__(self, browser: Any, url: str) -> None:
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser: Any, url: str, width: int = 1280, height: int = 900) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": height})
         self.external: list[str] = []
         self.page.on("request", self._request)
         self.page.goto(url)
@@ -79,6 +79,31 @@ class Page:
             time.sleep(0.1)
         raise AssertionError(f"expected {n} finished answers, got {len(self.bot_messages())}")
 
+    def rect(self, selector: str) -> dict[str, float] | None:
+        """The bounding box of the first element matching ``selector`` (None if absent)."""
+        return self.page.evaluate(
+            "s => { const e = document.querySelector(s); if (!e) return null;"
+            " const r = e.getBoundingClientRect();"
+            " return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; }",
+            selector)
+
+    def visible_rects(self, selector: str, within: str) -> list[dict[str, float]]:
+        """The parts of the elements matching ``selector`` shown inside ``within`` (a
+        scrolling box), as bounding boxes; elements scrolled out of it are left out."""
+        return self.page.evaluate(
+            """([s, w]) => {
+                const box = document.querySelector(w).getBoundingClientRect();
+                const out = [];
+                for (const e of document.querySelectorAll(s)) {
+                    const r = e.getBoundingClientRect();
+                    const v = {left: Math.max(r.left, box.left), top: Math.max(r.top, box.top),
+                               right: Math.min(r.right, box.right),
+                               bottom: Math.min(r.bottom, box.bottom)};
+                    if (v.right > v.left && v.bottom > v.top) out.push(v);
+                }
+                return out;
+            }""", [selector, within])
+
     def screenshot(self, name: str) -> Path:
         """Save a full-page screenshot into test-artifacts/ and print its path."""
         ARTIFACTS.mkdir(exist_ok=True)
@@ -86,6 +111,12 @@ class Page:
         self.page.screenshot(path=str(path), full_page=True)
         print(f"\nscreenshot: {path}")
         return path
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """True when two bounding boxes share some area."""
+    return min(a["right"], b["right"]) > max(a["left"], b["left"]) and \
+        min(a["bottom"], b["bottom"]) > max(a["top"], b["top"])
 
 
 def test_the_question_box_holds_at_most_the_limit(server: ServerHandle, browser: Any) -> None:
@@ -101,6 +132,51 @@ def test_the_question_box_holds_at_most_the_limit(server: ServerHandle, browser:
     tab.page.keyboard.type("How many? " + "w" * 2100, delay=0)
     assert len(tab.page.input_value(box)) == 2000
     tab.page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_chat_icons_scroll_arrow_and_footer_cover_nothing(server: ServerHandle, browser: Any,
+                                                          width: int) -> None:
+    """The bin never sits on a message or a copy icon, the scroll-down arrow never on the
+    text, and the footer shows no separator without a link after it."""
+    tab = Page(browser, server.url, width=width, height=844)
+    page = tab.page
+    log = "#qa-chat [role=log]"
+    for n, question in enumerate((Q_24H, "Who personally responded to the First Lady's letter "
+                                          "about children in the war?"), start=1):
+        tab.ask(question)
+        tab.wait_bot_count(n)
+    footer = page.inner_text("footer")
+    assert "·" not in footer, f"stray separator in the footer: {footer!r}"
+    if width > 640:  # gradio hides the API link on narrow screens
+        assert footer.strip() == "Use via API"
+    page.wait_for_selector("#qa-chat button[aria-label='Clear']")
+    height = page.evaluate(f"document.querySelector({log!r}).scrollHeight")
+    assert height > page.evaluate(f"document.querySelector({log!r}).clientHeight")
+    for top in range(0, height + 120, 120):
+        page.evaluate(f"document.querySelector({log!r}).scrollTop = {top}")
+        page.wait_for_timeout(50)
+        clear = tab.rect("#qa-chat button[aria-label='Clear']")
+        assert clear is not None
+        shown = tab.visible_rects(
+            "#qa-chat [role=log] button, #qa-chat [role=log] .message", log)
+        assert shown
+        covered = [r for r in shown if overlap(clear, r)]
+        assert not covered, f"the bin covers {covered} at scrollTop {top}"
+    page.evaluate(f"document.querySelector({log!r}).scrollTop = 0")
+    arrow = page.wait_for_selector("#qa-chat button[aria-label='Scroll down']", timeout=5_000)
+    page.wait_for_timeout(300)
+    box, text = arrow.bounding_box(), tab.rect(log)
+    assert box is not None and text is not None
+    arrow_rect = {"left": box["x"], "top": box["y"], "right": box["x"] + box["width"],
+                  "bottom": box["y"] + box["height"]}
+    assert not overlap(arrow_rect, text), "the scroll-down arrow covers the messages"
+    tab.screenshot(f"chat-layout-{width}.png")
+    arrow.click()
+    page.wait_for_selector("#qa-chat button[aria-label='Scroll down']", state="detached",
+                           timeout=5_000)
+    assert tab.external == []
+    page.close()
 
 
 def test_answer_streams_in_with_a_highlighted_source(server: ServerHandle, browser: Any) -> None:
