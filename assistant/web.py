@@ -418,12 +418,13 @@ def candidate_questions(text: str) -> list[str]:
 
 
 def example_questions(bot: Assistant, limit: int = MAX_EXAMPLES, max_files: int = 40,
-                      max_tries: int = 10) -> list[str]:
-    """A few questions drawn from the corpus that the assistant answers (not abstains on)."""
+                      max_tries: int = 10, files: Sequence[Path] | None = None) -> list[str]:
+    """A few questions drawn from the corpus that the assistant answers (not abstains on);
+    from ``files`` only (corpus files, such as just-uploaded ones) when given."""
     corpus = Path(bot.settings.corpus)
     per_article: list[list[str]] = []
     try:
-        for i, path in enumerate(iter_corpus_files(corpus)):
+        for i, path in enumerate(iter_corpus_files(corpus) if files is None else files):
             if i >= max_files:
                 break
             try:
@@ -451,6 +452,22 @@ def example_questions(bot: Assistant, limit: int = MAX_EXAMPLES, max_files: int 
             if len(chosen) >= limit:
                 break
     return chosen
+
+
+def merge_examples(new: Sequence[str], old: Sequence[str], limit: int = MAX_EXAMPLES
+                   ) -> list[str]:
+    """``new`` examples first (questions about just-added articles), then the earlier ones,
+    without repeats, at most ``limit``."""
+    return list(dict.fromkeys([*new, *old]))[:limit]
+
+
+def chat_placeholder(has_examples: bool) -> str:
+    """The empty chat's invitation (HTML)."""
+    return ("<div class='qa-placeholder'><div class='qa-ph-icon'>?</div>"
+            "<b>Ask about the articles</b><p>"
+            + ("Try one of these questions, or type your own below."
+               if has_examples else "Type a question below.")
+            + "</p></div>")
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,6 +684,7 @@ class _Page:
         self.settings: Settings = bot.settings
         self.guard = ReadWriteLock()
         self.reader = SourceReader(Path(self.settings.corpus))
+        self.examples: list[str] = []  # shown on an empty chat; uploads add to them
 
     # -- chat -----------------------------------------------------------------------------
     def _conversation(self, conv: Conversation | None) -> Conversation:
@@ -753,6 +771,24 @@ class _Page:
             raise gr.Error(error_message(exc), print_exception=False) from None
         return api_answer(answer)
 
+    # -- examples ---------------------------------------------------------------------------
+    def example_update(self) -> Any:
+        """The chat's current example questions (and matching placeholder), as an update."""
+        examples = list(self.examples)
+        return gr.update(examples=[{"text": q} for q in examples] or None,
+                         placeholder=chat_placeholder(bool(examples)))
+
+    def add_examples(self, files: Sequence[Path]) -> None:
+        """Put questions about the articles in ``files`` (just ingested) first among the
+        examples; the earlier ones fill the rest."""
+        try:
+            with self.guard.read():
+                new = example_questions(self.bot, files=files)
+        except Exception as exc:  # examples are a nicety: never fail an upload for them
+            log.warning("no example questions from the uploads: %s", exc)
+            return
+        self.examples = merge_examples(new, self.examples)
+
     # -- uploads ----------------------------------------------------------------------------
     def upload(self, files: list[str] | str | None) -> tuple[str, str]:
         """Save uploaded .txt/.md files into the corpus and ingest them."""
@@ -762,6 +798,7 @@ class _Page:
             files = [files]
         limit = self.settings.max_upload_bytes
         saved: list[str] = []
+        paths: list[Path] = []
         problems: list[str] = []
         corpus = Path(self.settings.corpus)
         for item in files:
@@ -775,6 +812,7 @@ class _Page:
                     raise AssistantError("the file is empty")
                 target = save_upload(corpus, name, data)
                 saved.append(target.name)
+                paths.append(corpus / target.name)
             except SkippedFile as exc:
                 problems.append(f"{_esc(Path(str(name)).name)}: {_esc(str(exc))}")
             except AssistantError as exc:
@@ -789,10 +827,13 @@ class _Page:
                 lines.append("<div class='qa-upload-ok'>Added "
                              + ", ".join(f"<code>{_esc(s)}</code>" for s in saved)
                              + f". {_esc(report.summary())}.</div>")
+                skipped = set()
                 for path_, reason in report.skipped:
                     if Path(path_).name in saved:
+                        skipped.add(Path(path_).name)
                         lines.append(f"<div class='qa-upload-bad'>Skipped <code>{_esc(path_)}"
                                      f"</code>: {_esc(reason)}</div>")
+                self.add_examples([p for p in paths if p.name not in skipped])
             except Exception as exc:
                 if not isinstance(exc, AssistantError):
                     log.exception("ingest after upload failed")
@@ -808,6 +849,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
     settings = bot.settings
     if examples is None:
         examples = example_questions(bot)
+    page.examples = list(examples)
     limit = max(1, int(settings.concurrency))
     with gr.Blocks(title="Ask the news", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as app:
@@ -831,13 +873,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
                     feedback_options=None,
                     latex_delimiters=[],
                     examples=[{"text": q} for q in examples] or None,
-                    placeholder=(
-                        "<div class='qa-placeholder'><div class='qa-ph-icon'>?</div>"
-                        "<b>Ask about the articles</b><p>"
-                        + ("Try one of these questions, or type your own below."
-                           if examples else "Type a question below.")
-                        + "</p></div>"
-                    ),
+                    placeholder=chat_placeholder(bool(examples)),
                     elem_id="qa-chat",
                 )
                 box = gr.Textbox(
@@ -904,8 +940,11 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             api_description="Add .txt/.md articles to the corpus and index them. Takes a "
                             "list of files; returns (message, status line), both HTML.",
             concurrency_limit=1, concurrency_id="ingest",
-        ).then(lambda: None, None, files, **quick)
+        ).then(page.example_update, None, chatbot, **quick
+               ).then(lambda: None, None, files, **quick)
         app.load(lambda: status_line(bot), None, status, **quick)
+        # A page opened after an upload shows the examples as they are now.
+        app.load(page.example_update, None, chatbot, **quick)
 
         def ask(question: str) -> dict[str, Any]:
             """Answer one question about the articles (no conversation context).

@@ -281,7 +281,10 @@ def test_upload_from_the_page_updates_the_status(tmp_path: Path, browser: Any) -
         article = tmp_path / "lighthouse.md"
         article.write_text("# Old Harbor Lighthouse Reopens\n\nThe Old Harbor Lighthouse in "
                            "Port Wren reopened on Saturday. The keeper, Agnes Morrow, said the "
-                           "lens can be seen from 22 nautical miles away.\n", encoding="utf-8")
+                           "lens can be seen from 22 nautical miles away.\n"
+                           "The Port Wren Heritage Trust has funded the restoration of the "
+                           "old tower.\n", encoding="utf-8")
+        assert tab.page.query_selector_all("#qa-chat button.example") == []
         tab.page.set_input_files("#qa-upload input[type=file]", str(article))
         tab.page.wait_for_function(
             "document.querySelector('#qa-upload-msg').innerText.includes('Added')",
@@ -291,6 +294,15 @@ def test_upload_from_the_page_updates_the_status(tmp_path: Path, browser: Any) -
             "document.querySelector('#qa-status').innerText.includes('2 articles')",
             timeout=10_000)
         assert (handle.corpus / "lighthouse.md").exists()
+        # The examples now include a question about the new article, also on a new page.
+        new_example = "Who has funded the restoration of the old tower?"
+        tab.page.wait_for_selector(f"#qa-chat button.example:has-text('{new_example}')",
+                                   timeout=10_000)
+        tab.screenshot("chat-upload-examples.png")
+        other = Page(browser, handle.url)
+        other.page.wait_for_selector(f"#qa-chat button.example:has-text('{new_example}')",
+                                     timeout=10_000)
+        other.page.close()
         tab.ask("How far away can the lens be seen?")
         tab.wait_bot_count(1)
         answer = tab.bot_messages()[0]

@@ -42,6 +42,13 @@ away.
 The restoration cost 3.4 million dollars and was paid for by the Port Wren Heritage Trust.
 """
 
+FISH_MARKET = """Port Wren Opens a Covered Fish Market
+
+The covered fish market on the Port Wren quay opened on Monday after a year of building work.
+More than 40 traders have moved their stalls into the new hall from the open quayside.
+The Port Wren Harbour Board has approved a second hall for the winter season.
+"""
+
 
 # --------------------------------------------------------------------------------------------
 # Binding safety (no server)
@@ -384,6 +391,35 @@ def test_a_store_that_is_not_ingested_is_explained(tmp_path: Path) -> None:
     assert "the store is empty: run `assistant ingest` first" in history[-1]["content"]
     assert "No articles indexed yet" in web.status_line(bot)
     assert web.example_questions(bot) == []
+
+
+@pytest.mark.e2e
+def test_an_upload_puts_questions_about_the_new_article_among_the_examples(
+        tmp_path: Path, embed_model: Any) -> None:
+    from tests.conftest import build_bot
+
+    bot = build_bot(tmp_path, embed_model)
+    page = web._Page(bot)
+    page.examples = before = web.example_questions(bot)
+    assert before
+    new = tmp_path / "fish-market.txt"
+    new.write_text(FISH_MARKET, encoding="utf-8")
+    message, _ = page.upload([str(new)])
+    assert "Added" in message and "fish-market.txt" in message
+    about_new = web.candidate_questions(FISH_MARKET)
+    assert page.examples[0] in about_new
+    assert 1 <= len([q for q in page.examples if q not in about_new]) <= len(before)
+    assert len(page.examples) <= web.MAX_EXAMPLES
+    assert not bot.ask(page.examples[0]).abstained
+    update = page.example_update()
+    assert update["examples"] == [{"text": q} for q in page.examples]
+    assert "Try one of these questions" in update["placeholder"]
+    # A file that adds nothing new leaves the examples as they are.
+    page.examples = kept = ["Which court issued arrest warrants for Putin?"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    page.upload([str(empty)])
+    assert page.examples == kept
 
 
 # --------------------------------------------------------------------------------------------
