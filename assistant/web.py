@@ -154,6 +154,12 @@ def safe_filename(name: str) -> str:
     return (stem or "article") + suffix
 
 
+def upload_folder(settings: Settings) -> str:
+    """Where uploaded articles go, as the page names it: the corpus directory as configured
+    (by default ``corpus/``, which the gold eval of ``make eval`` reads too)."""
+    return str(Path(settings.corpus)).rstrip("/\\") + "/"
+
+
 def save_upload(corpus: Path, name: str, data: bytes) -> Path:
     """Write ``data`` as a new file directly inside ``corpus``; never overwrites: a clashing
     name gets a numbered suffix (``letter-2.txt``). Returns the new path."""
@@ -826,7 +832,8 @@ class _Page:
                     report = self.bot.ingest()
                 lines.append("<div class='qa-upload-ok'>Added "
                              + ", ".join(f"<code>{_esc(s)}</code>" for s in saved)
-                             + f". {_esc(report.summary())}.</div>")
+                             + f" to <code>{_esc(upload_folder(self.settings))}</code>. "
+                             + f"{_esc(report.summary())}.</div>")
                 skipped = set()
                 for path_, reason in report.skipped:
                     if Path(path_).name in saved:
@@ -890,10 +897,13 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
                     elem_id="qa-input",
                 )
             with gr.Column(scale=1, min_width=250, elem_id="qa-side"):
+                folder = upload_folder(settings).replace("`", "'")
                 gr.Markdown(
                     "### Add articles\n"
                     f"Upload `.txt` or `.md` files (up to {settings.max_upload_bytes / 1e6:g} MB "
-                    "each). They are saved into the corpus and indexed at once."
+                    f"each). They are saved into the corpus folder `{folder}` (where they stay) "
+                    "and indexed at once.",
+                    elem_id="qa-upload-help",
                 )
                 files = gr.File(
                     label="Articles",

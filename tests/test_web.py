@@ -381,6 +381,18 @@ def test_the_box_and_the_server_both_hold_questions_to_the_limit(tmp_path: Path)
     assert conv.chat.history == []
 
 
+def test_the_page_says_where_uploads_go(tmp_path: Path) -> None:
+    from assistant.core import Assistant
+
+    assert web.upload_folder(Settings()) == "corpus/"
+    assert web.upload_folder(Settings(corpus=Path("/srv/news/"))) == "/srv/news/"
+    bot = Assistant(Settings(corpus=tmp_path / "articles", store=tmp_path / "store"))
+    app = web.build_app(bot, examples=[])
+    help_text = next(b for b in app.blocks.values()
+                     if getattr(b, "elem_id", None) == "qa-upload-help").value
+    assert f"saved into the corpus folder `{tmp_path / 'articles'}/`" in help_text
+
+
 def test_a_store_that_is_not_ingested_is_explained(tmp_path: Path) -> None:
     from assistant.core import Assistant
 
@@ -571,6 +583,7 @@ def test_upload_adds_an_article_that_then_answers(upload_server: ServerHandle,
     new.write_text(LIGHTHOUSE, encoding="utf-8")
     message, status = client.predict([handle_file(str(new))], api_name="/upload")
     assert "Added" in message and "harbor-lighthouse.txt" in message
+    assert f"to <code>{upload_server.corpus}/</code>" in message
     assert "<b>2</b> articles" in status
     assert (upload_server.corpus / "harbor-lighthouse.txt").read_text() == LIGHTHOUSE
 
