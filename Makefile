@@ -31,7 +31,7 @@ unit: $(BIN)/.dev-installed
 	@echo "browser-test screenshots:"; ls -1 $(CURDIR)/test-artifacts/*.png 2>/dev/null || true
 
 eval: $(BIN)/.dev-installed
-	$(BIN)/assistant eval $(GOLD) --store .assistant-eval \
+	$(BIN)/assistant eval $(GOLD) --corpus evals/gold/corpus --store .assistant-eval \
 	  --output eval-results/results.jsonl --report eval-results/report.md $(EVAL_GATE)
 	$(BIN)/assistant eval $(HELDOUT) --corpus evals/heldout/corpus --store .assistant-heldout \
 	  --output eval-results/heldout.jsonl --report eval-results/heldout.md $(HELDOUT_GATE)

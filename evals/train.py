@@ -53,7 +53,7 @@ TRAIN_SETS = ("train-2022", "train-2023")
 ROOT = Path(__file__).resolve().parent.parent
 # Our own sets (clean, single-topic articles): another kind of corpus to calibrate on.
 OWN_SETS = {
-    "own-gold": (ROOT / "evals" / "gold" / "corpus.jsonl", ROOT / "corpus"),
+    "own-gold": (ROOT / "evals" / "gold" / "corpus.jsonl", ROOT / "evals" / "gold" / "corpus"),
     "own-heldout": (ROOT / "evals" / "heldout" / "questions.jsonl",
                     ROOT / "evals" / "heldout" / "corpus"),
 }

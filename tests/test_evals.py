@@ -625,3 +625,19 @@ def test_e2e_real_assistant(tmp_path: Path) -> None:
     metrics = result.files[str(qa)]
     assert metrics["answer_accuracy"] >= 0.75, [(r.gold.id, r.verdict) for r in result.results]
     assert metrics["hit@5"] == 1.0
+
+
+def test_make_eval_reads_pinned_corpora_that_uploads_never_touch() -> None:
+    """Uploads from the page land in the served corpus (`corpus/` by default); the evals of
+    `make test` read copies of their own under evals/, holding every article they cite."""
+    root = Path(__file__).resolve().parent.parent
+    makefile = (root / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    runs = [line for line in makefile.splitlines() if "assistant eval" in line]
+    assert len(runs) == 2
+    for line in runs:
+        corpus = line.split("--corpus", 1)[1].split()[0]
+        assert corpus.startswith("evals/"), line
+        assert any((root / corpus).iterdir())
+    gold = root / "evals" / "gold"
+    assert sorted(p.name for p in (gold / "corpus").iterdir()) == [
+        "melania-trump-putin-letter-children.txt"]
