@@ -31,7 +31,6 @@ from assistant.features import (
     SoftMatcher,
     Span,
     WordVectors,
-    fragment,
     header,
     is_new,
     match_strength,
@@ -164,8 +163,8 @@ class ExtractiveAnswerer:
     def choose(self, ev: Evidence, ranked: list[Sentence],
                avoid: Collection[SentenceKey] = ()) -> Choice:
         """The best sentence, joined by a neighbour the ranker also believes in (at most
-        two sentences and :data:`MAX_ANSWER_WORDS` words; never a headline, date line or
-        fragment such as "Source: …" unless it holds the kind of answer asked for)."""
+        two sentences and :data:`MAX_ANSWER_WORDS` words; never the headline or a
+        "Source: …" / "Published: …" line unless it holds the kind of answer asked for)."""
         best = ranked[0]
         runner_up = ranked[1] if len(ranked) > 1 else None
         scored = {s.order for s in ranked}
@@ -176,7 +175,7 @@ class ExtractiveAnswerer:
             self.rank_full(ev, unscored)
         options = [n for n in neighbours if n.prob >= self.model.policy.join
                    and len(words(best.text)) + len(words(n.text)) <= MAX_ANSWER_WORDS
-                   and (n.typed or not (fragment(ev, n) or header(ev, n)))]
+                   and (n.typed or not header(ev, n))]
         chosen = [best]
         if options:
             chosen.append(max(options, key=lambda n: (n.prob, -n.order)))
