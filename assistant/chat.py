@@ -28,20 +28,22 @@ _ELLIPSIS = re.compile(r"^\s*(and|but|so|or|what about|how about|and what|then)\
                        re.IGNORECASE)
 
 
+def _refers_back(message: str) -> bool:
+    """A pronoun ("it", "they", "that") or a leading "and …"."""
+    return bool(_ELLIPSIS.match(message) or _ANAPHORA.search(message))
+
+
 def is_follow_up(message: str) -> bool:
-    """True when a message leans on the conversation: pronouns, a leading "and …",
-    or too few words of its own."""
-    if _ELLIPSIS.match(message) or _ANAPHORA.search(message):
-        return True
-    return len(analyze(message).terms) < 2
+    """True when a message leans on the conversation: it refers back, or has too few
+    words of its own."""
+    return _refers_back(message) or len(analyze(message).terms) < 2
 
 
 def needs_earlier_turn(message: str) -> bool:
     """True when a message cannot be answered without an earlier turn: it refers back
-    ("it", "that", "and …") and names at most one thing of its own ("In which year did
-    it do that?"). Asked first, such a message is an abstention, never a guess."""
-    return bool(_ELLIPSIS.match(message) or _ANAPHORA.search(message)) \
-        and len(analyze(message).terms) < 2
+    and names at most one thing of its own ("In which year did it do that?"). Asked
+    first, such a message is an abstention, never a guess."""
+    return _refers_back(message) and len(analyze(message).terms) < 2
 
 
 def _is_name(short_answer: str | None) -> bool:

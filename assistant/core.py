@@ -198,12 +198,12 @@ class Assistant:
                       latency_ms=0.0)
 
     def _answer(self, text: str, context: str | None,
-                avoid: set[tuple[str, int, int]], given: Collection[str] = ()) -> Answer:
+                avoid: set[tuple[str, int, int]], given: Collection[str]) -> Answer:
         q = analyze(text)
         q.given = {stem(w) for g in given for w, _, _ in words(g)}
         if context:
-            # Earlier words count, at half weight; an elliptical "and in 2023?" keeps the
-            # kind of answer the earlier question asked for.
+            # Earlier words count at INHERITED_WEIGHT, flagged as inherited; an elliptical
+            # "and in 2023?" keeps the kind of answer the earlier question asked for.
             earlier = analyze(context)
             own = q.stems
             for t in earlier.terms:
