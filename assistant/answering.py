@@ -104,7 +104,7 @@ class ExtractiveAnswerer:
                     doc_id=hit.doc_id, path=str(hit.meta.get("path", hit.doc_id)),
                     title=str(hit.meta.get("title", "")), start=s, end=e, text=text,
                     rank=rank, hit=hit, stems=sentence_stems(text),
-                    patterns=pattern_entities(text))
+                    patterns=pattern_entities(text), published=_published(hit))
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
         for i, c in enumerate(cands):
             c.order = i
@@ -259,7 +259,7 @@ class ExtractiveAnswerer:
         score = round(analysis.answer_prob, 4)
         citations = [
             Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
-                     end=c.end, quote=c.text, score=score)
+                     end=c.end, quote=c.text, score=score, published=c.published)
             for i, c in enumerate(choice.sentences)
         ]
         text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
@@ -333,7 +333,13 @@ def clean_span(text: str) -> str:
 def _passage(hit: Hit) -> Passage:
     return Passage(doc_id=hit.doc_id, title=str(hit.meta.get("title", "")),
                    path=str(hit.meta.get("path", hit.doc_id)), start=hit.start,
-                   end=int(hit.meta["end"]), text=hit.text, score=round(hit.score, 5))
+                   end=int(hit.meta["end"]), text=hit.text, score=round(hit.score, 5),
+                   published=_published(hit))
+
+
+def _published(hit: Hit) -> str:
+    """The chunk's article date from its header (stored as chunk metadata), or ""."""
+    return str(hit.meta.get("published") or "")
 
 
 def _abstain(question: Question, passages: list[Passage], retrieved: list[str]) -> Answer:

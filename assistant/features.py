@@ -54,6 +54,7 @@ class Sentence:
     typed: list[Entity] = field(default_factory=list)  # of the expected type, new
     base: float = 0.0  # the base ranker's score
     score: float = 0.0  # the full ranker's score
+    published: str = ""  # the article's Published:/Date: header value, if any
     prob: float = 0.0  # the full ranker's probability (softmax over the shortlist) that
     # this is the sentence holding the answer
     soft: float | None = None  # coverage by meaning, set for the shortlist

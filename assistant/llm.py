@@ -329,7 +329,8 @@ def cite(settings: Settings, text: str, question: str,
             best = max(sentences, key=lambda it: score(it, [asked]))
         s, e, _ = best
         citations.append(Citation(n=n, doc_id=p.doc_id, title=p.title, path=p.path, start=s,
-                                  end=e, quote=file_text[s:e], score=p.score))
+                                  end=e, quote=file_text[s:e], score=p.score,
+                                  published=p.published))
     return citations
 
 

@@ -13,7 +13,10 @@ MAX_ANSWER_WORDS = 60
 class Citation:
     """A cited passage: the character span ``[start:end]`` of a corpus file.
 
-    ``quote`` is always exactly ``read_text(path)[start:end]``.
+    ``quote`` is always exactly ``read_text(path)[start:end]``. ``title`` is the article's
+    headline (its first line, or a name made from the file name) and ``published`` its
+    ``Published:``/``Date:`` header line's value ("" when it has none); both are metadata
+    from the header, never part of a quoted span.
     """
 
     n: int
@@ -24,6 +27,7 @@ class Citation:
     end: int
     quote: str
     score: float = 0.0
+    published: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the citation."""
@@ -41,6 +45,7 @@ class Passage:
     end: int
     text: str
     score: float = 0.0
+    published: str = ""  # the article's Published:/Date: header value, if any
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the passage."""

@@ -300,7 +300,7 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
             parts.append(
                 f'<details class="qa-src"{is_open}><summary>'
                 f'<span class="qa-n">{c.n}</span>'
-                f'<span class="qa-title">{_esc(c.title or c.path)}</span>'
+                f'<span class="qa-title">{_esc(c.title or c.path)}</span>{_date(c.published)}'
                 f'<span class="qa-file">{_esc(c.path)}</span></summary>'
                 f'<blockquote class="qa-para">{reader.context_html(c, answer.passages)}'
                 "</blockquote></details>"
@@ -308,6 +308,11 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _date(published: str) -> str:
+    """The article's date beside its title ("" when the article has none)."""
+    return f'<span class="qa-date">{_esc(published)}</span>' if published else ""
 
 
 def _snippet(text: str, limit: int = 320) -> str:
@@ -332,7 +337,7 @@ def render_abstention(answer: Answer, text: str | None = None) -> str:
         for p in answer.passages[:3]:
             parts.append(
                 f'<div class="qa-near-item"><div class="qa-near-src">'
-                f'<span class="qa-title">{_esc(p.title or p.path)}</span>'
+                f'<span class="qa-title">{_esc(p.title or p.path)}</span>{_date(p.published)}'
                 f'<span class="qa-file">{_esc(p.path)}</span></div>'
                 f"<blockquote>{_esc(_snippet(p.text))}</blockquote></div>"
             )
@@ -619,6 +624,7 @@ details.qa-src:not([open]) > summary::after { content: "▸"; }
   height: 1.4em; border-radius: 6px; background: var(--color-accent); color: white;
   font-size: 0.75rem; font-weight: 700; }
 .qa-title { font-weight: 600; }
+.qa-date { font-size: 0.78rem; color: var(--body-text-color-subdued); white-space: nowrap; }
 .qa-file { font-family: var(--font-mono); font-size: 0.78rem;
   color: var(--body-text-color-subdued); }
 .qa-para, .qa-near-item blockquote { margin: 8px 0 2px 0 !important;

@@ -51,7 +51,8 @@ def test_ask_json_matches_the_contract(workdir: Path) -> None:
     assert data["retrieved"] == ["melania-trump-putin-letter-children.txt"]
     text = read_text(workdir / "corpus" / data["citations"][0]["path"])
     for c in data["citations"]:
-        assert set(c) == {"n", "doc_id", "title", "path", "start", "end", "quote", "score"}
+        assert set(c) == {"n", "doc_id", "title", "path", "start", "end", "quote", "score",
+                          "published"}
         assert text[c["start"] : c["end"]] == c["quote"]
 
 
@@ -201,3 +202,16 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(workdir: Path) -> None
         os.close(write_end)
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_each_source_line_shows_headline_and_date_and_stays_one_line() -> None:
+    from assistant.cli import format_answer
+    from assistant.types import Answer, Citation
+
+    odd = "two\nlines.txt"
+    c = Citation(n=1, doc_id=odd, title="Floods hit the valley", path=odd, start=24, end=40,
+                 quote="Heavy rain fell.", published="2026-03-02")
+    out = format_answer(Answer(question="q", text="Heavy rain fell. [1]", citations=[c]))
+    lines = out.splitlines()
+    assert lines[-1] == ('[1] two\\nlines.txt (24-40) · Floods hit the valley · 2026-03-02: '
+                         '"Heavy rain fell."')

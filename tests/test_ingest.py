@@ -75,6 +75,18 @@ def test_metadata_is_parsed_and_stored(bot: Assistant) -> None:
     assert text[meta["start"] : meta["end"]].startswith("Heavy rain flooded")
 
 
+def test_a_citation_carries_the_headline_and_date_outside_its_quote(bot: Assistant) -> None:
+    bot.ingest()
+    answer = bot.ask("How many homes were evacuated after the floods?")
+    assert not answer.abstained and answer.citations
+    c = answer.citations[0]
+    assert (c.title, c.published) == ("Floods hit the valley", "2026-03-02")
+    text = (bot.settings.corpus / "floods.txt").read_text()
+    assert text[c.start : c.end] == c.quote
+    assert "Floods hit" not in c.quote and "Published" not in c.quote
+    assert answer.to_dict()["citations"][0]["published"] == "2026-03-02"
+
+
 def test_interrupted_article_is_rewritten(bot: Assistant) -> None:
     bot.ingest()
     # Simulate a crash that left only part of an article's chunks.

@@ -190,6 +190,10 @@ def test_render_answer_cites_with_marks_from_the_file(tmp_path: Path) -> None:
     assert '<sup class="qa-ref">[1]</sup>' in out
     assert "Intro sentence. <mark>The key fact is 42.</mark> Trailing words." in out
     assert "A &lt;title&gt;" in out and "a.txt" in out and "<details" in out
+    assert "qa-date" not in out  # no date line in the article: none shown
+    c.published = "2026-03-02"
+    assert '<span class="qa-date">2026-03-02</span>' in web.render_answer(
+        answer, web.SourceReader(tmp_path))
     partial = web.render_answer(answer, web.SourceReader(tmp_path), "The key", sources=False)
     assert "The key" in partial and "<mark>" not in partial
 
