@@ -1,0 +1,88 @@
+"""Tests of assistant/evals/report.py: the Markdown report, table cells and metric values,
+and the --fail-under thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.evals import check_thresholds, format_metric, md_cell, parse_thresholds, run_eval
+from assistant.settings import AssistantError
+from tests.test_evals import make_corpus, scripted
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    """A corpus directory with one article."""
+    return make_corpus(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# the Markdown report
+# ---------------------------------------------------------------------------
+
+
+def test_report_escapes_cells_and_lists_failures_first(corpus: Path, tmp_path: Path) -> None:
+    bot, gold = scripted(corpus)
+    rep = tmp_path / "res" / "report.md"
+    run_eval(bot, gold, report=rep)
+
+    report = rep.read_text()
+    assert "| answer_accuracy | 0.500 | 0.500 | 0.500 |" in report
+    assert "Who \\| is the keeper?" in report  # pipes escaped
+    assert "On Sunday<br>[1]." in report  # newlines escaped
+    qa_section = report[report.index("## qa.jsonl") :]
+    assert qa_section.index("| wrong |") < qa_section.index("| right |")  # failures first
+    assert "expected: Saturday" in report
+
+
+def test_metric_values_and_cells_as_shown() -> None:
+    assert format_metric("answer_accuracy", 0.5) == "0.500"
+    assert format_metric("questions", 6.0) == "6"
+    assert format_metric("latency_p95_ms", 81.6) == "82"
+    assert format_metric("hit@1", None) == "-"
+    assert md_cell("a | b\r\nc <d>") == "a \\| b<br>c &lt;d&gt;"
+    assert md_cell("x" * 10, limit=5) == "xxxx…"
+    assert md_cell(None) == ""
+
+
+# ---------------------------------------------------------------------------
+# thresholds
+# ---------------------------------------------------------------------------
+
+
+def test_parse_thresholds() -> None:
+    assert parse_thresholds(["answer_accuracy=0.95", "hit@5=90%", "latency_p95_ms=2500"]) == {
+        "answer_accuracy": 0.95,
+        "hit@5": pytest.approx(0.9),
+        "latency_p95_ms": 2500.0,
+    }
+    assert parse_thresholds([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("accuracy=0.9", "unknown metric 'accuracy'"),
+        ("answer_accuracy=high", "is not a number"),
+        ("answer_accuracy", "expected METRIC=VALUE"),
+        ("answer_accuracy=", "expected METRIC=VALUE"),
+        ("answer_accuracy=95", "between 0 and 1"),
+        ("f1=-0.1", "non-negative"),
+    ],
+)
+def test_parse_thresholds_errors(spec: str, message: str) -> None:
+    with pytest.raises(AssistantError, match=message):
+        parse_thresholds([spec])
+
+
+def test_check_thresholds() -> None:
+    metrics = {"answer_accuracy": 0.9, "f1": 0.8, "latency_p95_ms": 3000.0, "hit@1": None}
+    thresholds = {"answer_accuracy": 0.95, "f1": 0.8, "latency_p95_ms": 2000.0, "hit@1": 0.5}
+    missed = check_thresholds(metrics, thresholds)
+    assert [m.metric for m in missed] == ["answer_accuracy", "latency_p95_ms", "hit@1"]
+    assert str(missed[0]) == "answer_accuracy = 0.900 < minimum 0.95"
+    assert str(missed[1]) == "latency_p95_ms = 3000 > maximum 2000"
+    assert "not measured" in str(missed[2])
+    assert check_thresholds({"f1": 0.8}, {"f1": 0.5}) == []
