@@ -52,7 +52,8 @@ SCRIPTED = "Eight children were reunited with their families [1][9]."
 MADE_UP = 9
 FALLBACK = re.compile(r"^The language model's answer cited none of the passages; "
                       r"showing the extractive answer\.$")
-SOURCE_LINE = re.compile(r'^\[(\d+)\] (.+) \((\d+)-(\d+)\): "(.*)"$')
+# "[1] file.txt (12-80) · Headline · 2026-03-02: "quote"" (headline and date when known).
+SOURCE_LINE = re.compile(r'^\[(\d+)\] (.+?) \((\d+)-(\d+)\)(?: · [^"]*)?: "(.*)"$')
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 # The server process: llama.cpp's HTTP server (chat completions under /v1) on a port the
