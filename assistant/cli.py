@@ -160,6 +160,8 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
     lines = [answer.text] if with_text else []
     if answer.notice and with_text:
         lines.insert(0, f"({answer.notice})")
+    if answer.notice and not with_text:  # the text was streamed: the notice follows it
+        lines.append(f"({answer.notice})")
     if answer.citations:
         lines.append("")
         for c in answer.citations:
@@ -239,6 +241,14 @@ def name_options(message: str, args: argparse.Namespace) -> str:
         message)
 
 
+def with_options(answer: Answer, args: argparse.Namespace) -> Answer:
+    """``answer`` with the store flags the user gave named in its notice's suggested
+    command (a file changed since the last ingest: "run `assistant ingest --store s`")."""
+    if answer.notice:
+        answer.notice = name_options(answer.notice, args)
+    return answer
+
+
 def require_ingested(bot: Any) -> None:
     """Raise the "store is empty" error unless the store holds this corpus's chunks, without
     creating anything: no store folders, no collection."""
@@ -255,9 +265,9 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
     require_ingested(bot)
     if bot.settings.llm_enabled and not args.json:
         stream = _Stream()
-        stream.finish(bot.ask(args.question, on_token=stream))
+        stream.finish(with_options(bot.ask(args.question, on_token=stream), args))
         return 0
-    answer = bot.ask(args.question)
+    answer = with_options(bot.ask(args.question), args)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -317,6 +327,7 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
             reply_starts()
             print(f"error: {unexpected_message(exc)}", flush=True)
             continue
+        answer = with_options(answer, args)
         if stream is not None:
             stream.finish(answer)
         else:

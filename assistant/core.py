@@ -4,6 +4,7 @@ answer layer. The CLI, the page and the evals all go through it."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -14,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from assistant.answering import ExtractiveAnswerer
+from assistant.answering import ABSTAIN_TEXT, ExtractiveAnswerer
 from assistant.entities import EntityTagger
+from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge_notices
 from assistant.question import analyze
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
@@ -54,6 +56,11 @@ class Assistant:
         self._words: OrderedDict[str, np.ndarray] = OrderedDict()
         self._word_file: Any = None
         self._lock = threading.RLock()
+        self._files = CorpusFiles(self.settings.corpus,
+                                  math.ceil(self.settings.max_file_mb * 1024 * 1024))
+        self.check_files = True
+        """Check retrieved passages and citations against the corpus files as they are
+        now (:mod:`assistant.freshness`); off only to measure what the check costs."""
 
     # -- parts, created on first use ---------------------------------------------------------
     @property
@@ -177,28 +184,35 @@ class Assistant:
         again, and ``given`` the short answers already given, which a follow-up does not
         ask for again ("how many of them came back?" after "19,500"). ``on_token`` receives the
         answer text piece by piece as it is produced (a generative backend streams tokens).
+
+        The answer is chosen only from retrieved text that still stands in the corpus files,
+        and every citation returned is ``read_text(corpus / path)[start:end]`` as the file
+        is now; when a retrieved file changed since the last ingest, ``notice`` says so.
         """
         started = time.perf_counter()
         text = self.check_question(question)
-        answer = self._answer(text, context, set(avoid), given)
-        if self.settings.llm_enabled:
+        changes = Changes(self.settings.corpus)
+        answer = self._answer(text, context, set(avoid), given, changes)
+        if self.settings.llm_enabled:  # streams as it generates, from checked passages
             answer = self._generate(text, answer, on_token)
-        elif on_token is not None:
+        if self.check_files:  # a file may have changed while the answer was made
+            answer = confirm(answer, self._files, changes, ABSTAIN_TEXT)
+        if on_token is not None and not self.settings.llm_enabled:
             on_token(answer.text)
+        answer.notice = merge_notices(answer.notice, changes.notice())
         answer.question = text
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
 
     def abstain(self, question: str, notice: str) -> Answer:
         """An abstention that needs no retrieval, with a one-line ``notice`` saying why."""
-        from assistant.answering import ABSTAIN_TEXT
-
         text = self.check_question(question)
         return Answer(question=text, text=ABSTAIN_TEXT, abstained=True, notice=notice,
                       latency_ms=0.0)
 
     def _answer(self, text: str, context: str | None,
-                avoid: set[tuple[str, int, int]], given: Collection[str]) -> Answer:
+                avoid: set[tuple[str, int, int]], given: Collection[str],
+                changes: Changes | None = None) -> Answer:
         q = analyze(text)
         q.given = {stem(w) for g in given for w, _, _ in words(g)}
         if context:
@@ -219,6 +233,9 @@ class Assistant:
             retriever = self._retriever_for_query()
             vectors = self.embed_model.embed([text, query] if context else [text])
             hits = retriever.retrieve(query, vectors[-1])
+            if self.check_files:  # answer only from text that still stands in the files
+                hits = check_hits(hits, self._files,
+                                  Changes(self.settings.corpus) if changes is None else changes)
             svecs = self._sentence_vectors(hits)
         except AssistantError:
             raise
@@ -240,18 +257,24 @@ class Assistant:
         return generate_answer(self.settings, question, extractive, on_token)
 
     def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
-        """The stored vectors of the hits' sentences. Any that are missing (a store
-        directory on another machine than the ingest, a deleted file) are embedded now and
-        stored for next time."""
+        """The stored vectors of the hits' sentences, by their spans in the hits. Any that
+        are missing (a store directory on another machine than the ingest, a deleted file)
+        are embedded now and stored for next time. A sentence that moved in its file since
+        the ingest (:func:`assistant.freshness.relocate`) is looked up by its ingested span."""
+        from assistant.freshness import INGESTED_SENTS
         from assistant.store import sentence_id
 
-        keys: dict[str, tuple[str, int, int]] = {}
+        keys: dict[str, list[tuple[str, int, int]]] = {}
         texts: dict[str, str] = {}
         for h in hits:
             sha = str(h.meta.get("sha256", ""))
-            for s, e in h.sentences:
-                sid = sentence_id(h.doc_id, sha, s, e)
-                keys[sid] = (h.doc_id, s, e)
+            spans = h.sentences
+            ingested = h.meta.get(INGESTED_SENTS) or spans
+            for (s, e), (s0, e0) in zip(spans, ingested, strict=True):
+                sid = sentence_id(h.doc_id, sha, s0, e0)
+                at = keys.setdefault(sid, [])
+                if (h.doc_id, s, e) not in at:
+                    at.append((h.doc_id, s, e))
                 texts[sid] = h.text[s - h.start : e - h.start]
         found = self.store.sentence_vectors(list(keys))
         missing = [i for i in keys if i not in found]
@@ -259,11 +282,11 @@ class Assistant:
             vectors = self.embed_model.embed([texts[i] for i in missing])
             found.update(zip(missing, vectors, strict=True))
             try:
-                self.store.sentences.add(missing, [keys[i][0] for i in missing], vectors)
+                self.store.sentences.add(missing, [keys[i][0][0] for i in missing], vectors)
             except AssistantError as exc:  # a read-only store directory: embed each time
                 logging.getLogger(__name__).warning("could not store sentence vectors: %s",
                                                     exc)
-        return {keys[i]: np.asarray(v, dtype=np.float32) for i, v in found.items()}
+        return {k: np.asarray(v, dtype=np.float32) for i, v in found.items() for k in keys[i]}
 
     def _word_vectors(self, words: list[str], cache_size: int = 50_000
                       ) -> dict[str, np.ndarray]:
