@@ -88,6 +88,7 @@ def test_the_wheel_carries_the_prompts_and_the_resources(built: tuple[Path, str]
         assert f"assistant/prompts/{prompt.name}" in names
     for resource in (ROOT / "assistant" / "resources").iterdir():
         assert f"assistant/resources/{resource.name}" in names
+    assert "assistant/web/static/page.css" in names  # the chat page's style sheet
     assert not any(n.startswith("prompts/") for n in names)  # nothing outside the package
 
 
@@ -114,6 +115,15 @@ def test_an_installed_wheel_answers_with_its_own_prompts(built: tuple[Path, str]
     module, prompts = (Path(line) for line in where.stdout.splitlines())
     assert module == site / "assistant" / "__init__.py"  # from the wheel, not the source tree
     assert prompts == site / "assistant" / "prompts"
+    # The chat page reads its style sheet from the installed package.
+    css = _run(python, "-c", "import assistant.web as w; print(w.CSS_FILE); "
+               "print(len(w.CSS))", cwd=tmp_path, env=env)
+    assert css.returncode == 0, css.stderr
+    css_file, css_chars = css.stdout.split()
+    assert Path(css_file) == site / "assistant" / "web" / "static" / "page.css"
+    page_css = (ROOT / "assistant" / "web" / "static" / "page.css").read_text(encoding="utf-8")
+    assert Path(css_file).read_text(encoding="utf-8") == page_css
+    assert int(css_chars) == len(page_css) > 0
 
     loaded = _run(python, "-c", "from assistant.llm import load_prompt; "
                   "from assistant.settings import Settings; "

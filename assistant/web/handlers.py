@@ -1,0 +1,207 @@
+"""The page's event handlers (chat, retry, undo, clear, uploads, examples) and its ``/ask``
+API, shared by all browser sessions of one app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from assistant.corpus import SkippedFile, decode
+from assistant.settings import AssistantError, Settings
+from assistant.web.api import api_answer
+from assistant.web.examples import example_questions, merge_examples
+from assistant.web.locking import ReadWriteLock
+from assistant.web.render import (
+    SourceReader,
+    _esc,
+    chat_placeholder,
+    error_message,
+    render_answer,
+    render_error,
+    render_pending,
+    render_user,
+    status_line,
+)
+from assistant.web.sessions import Conversation, _last_user_index, _user_count
+from assistant.web.uploads import save_upload, upload_folder
+
+if TYPE_CHECKING:
+    from assistant.core import Assistant
+
+log = logging.getLogger(__name__)
+
+STREAM_WORDS = 3
+STREAM_DELAY = 0.02
+
+
+class _Page:
+    """Event handlers of one app (shared by all browser sessions)."""
+
+    def __init__(self, bot: Assistant) -> None:
+        self.bot = bot
+        self.settings: Settings = bot.settings
+        self.guard = ReadWriteLock()
+        self.reader = SourceReader(Path(self.settings.corpus))
+        self.examples: list[str] = []  # shown on an empty chat; uploads add to them
+
+    # -- chat -----------------------------------------------------------------------------
+    def _conversation(self, conv: Conversation | None) -> Conversation:
+        return conv if isinstance(conv, Conversation) else Conversation(self.bot)
+
+    def take_question(self, message: str, history: list[Any], conv: Conversation | None
+                      ) -> tuple[Any, list[Any], str, Conversation]:
+        """Show the user's message at once, clear the box, remember the question."""
+        message = message or ""
+        history = [*(history or []), {"role": "user", "content": render_user(message)}]
+        return gr.update(value="", interactive=False), history, message, self._conversation(conv)
+
+    def take_example(self, data: gr.SelectData, history: list[Any],
+                     conv: Conversation | None) -> tuple[Any, list[Any], str, Conversation]:
+        """An example was clicked: ask it."""
+        value = data.value
+        text = value.get("text", "") if isinstance(value, dict) else str(value or "")
+        return self.take_question(text, history, conv)
+
+    def respond(self, question: str, history: list[Any], conv: Conversation | None
+                ) -> Iterator[tuple[list[Any], Conversation]]:
+        """Answer the remembered question, streaming the text, then the sources."""
+        conv = self._conversation(conv)
+        history = list(history or [])
+        history.append({"role": "assistant", "content": render_pending()})
+        yield [*history], conv
+        turn = conv.send(question or "", self.guard)
+        if turn.answer is None:
+            history[-1] = {"role": "assistant", "content": render_error(turn.error or "")}
+            yield [*history], conv
+            return
+        answer = turn.answer
+        words = answer.text.split(" ")
+        for n in range(STREAM_WORDS, len(words), STREAM_WORDS):
+            partial = " ".join(words[:n])
+            history[-1] = {"role": "assistant",
+                           "content": render_answer(answer, self.reader, partial, False)}
+            yield [*history], conv
+            time.sleep(STREAM_DELAY)
+        history[-1] = {"role": "assistant", "content": render_answer(answer, self.reader)}
+        yield [*history], conv
+
+    def retry(self, history: list[Any], conv: Conversation | None
+              ) -> tuple[list[Any], str, Conversation, Any]:
+        """Drop the last answer and ask its question again."""
+        conv = self._conversation(conv)
+        history = list(history or [])
+        i = _last_user_index(history)
+        if i < 0:
+            return history, "", conv, gr.update()
+        keep = _user_count(history[:i])
+        question = conv.turns[keep].question if keep < len(conv.turns) else ""
+        conv.trim(keep)
+        return history[: i + 1], question, conv, gr.update(interactive=False)
+
+    def undo(self, history: list[Any], conv: Conversation | None
+             ) -> tuple[list[Any], str, Conversation]:
+        """Remove the last question and its answer; put the question back in the box."""
+        conv = self._conversation(conv)
+        history = list(history or [])
+        i = _last_user_index(history)
+        if i < 0:
+            return history, "", conv
+        keep = _user_count(history[:i])
+        question = conv.turns[keep].question if keep < len(conv.turns) else ""
+        conv.trim(keep)
+        return history[:i], question, conv
+
+    def clear(self, conv: Conversation | None) -> Conversation:
+        """Forget the conversation."""
+        conv = self._conversation(conv)
+        conv.trim(0)
+        return conv
+
+    # -- API --------------------------------------------------------------------------------
+    def ask(self, question: str) -> dict[str, Any]:
+        """One question, no conversation: the Answer as JSON; errors raise gr.Error."""
+        try:
+            with self.guard.read():
+                answer = self.bot.ask(question)
+        except Exception as exc:
+            if not isinstance(exc, AssistantError):
+                log.exception("answering %r failed", str(question)[:200])
+            raise gr.Error(error_message(exc), print_exception=False) from None
+        return api_answer(answer)
+
+    # -- examples ---------------------------------------------------------------------------
+    def example_update(self) -> Any:
+        """The chat's current example questions (and matching placeholder), as an update."""
+        examples = list(self.examples)
+        return gr.update(examples=[{"text": q} for q in examples] or None,
+                         placeholder=chat_placeholder(bool(examples)))
+
+    def add_examples(self, files: Sequence[Path]) -> None:
+        """Put questions about the articles in ``files`` (just ingested) first among the
+        examples; the earlier ones fill the rest."""
+        try:
+            with self.guard.read():
+                new = example_questions(self.bot, files=files)
+        except Exception as exc:  # examples are a nicety: never fail an upload for them
+            log.warning("no example questions from the uploads: %s", exc)
+            return
+        self.examples = merge_examples(new, self.examples)
+
+    # -- uploads ----------------------------------------------------------------------------
+    def upload(self, files: list[str] | str | None) -> tuple[str, str]:
+        """Save uploaded .txt/.md files into the corpus and ingest them."""
+        if not files:
+            return "", status_line(self.bot)
+        if isinstance(files, str):
+            files = [files]
+        limit = self.settings.max_upload_bytes
+        saved: list[str] = []
+        paths: list[Path] = []
+        problems: list[str] = []
+        corpus = Path(self.settings.corpus)
+        for item in files:
+            path = Path(getattr(item, "path", None) or getattr(item, "name", None) or item)
+            name = getattr(item, "orig_name", None) or path.name
+            try:
+                if path.stat().st_size > limit:
+                    raise AssistantError(f"larger than the {limit / 1e6:g} MB limit")
+                data = path.read_bytes()
+                if not decode(data).strip():
+                    raise AssistantError("the file is empty")
+                target = save_upload(corpus, name, data)
+                saved.append(target.name)
+                paths.append(corpus / target.name)
+            except SkippedFile as exc:
+                problems.append(f"{_esc(Path(str(name)).name)}: {_esc(str(exc))}")
+            except AssistantError as exc:
+                problems.append(f"{_esc(Path(str(name)).name)}: {_esc(str(exc))}")
+            except OSError as exc:
+                problems.append(f"{_esc(Path(str(name)).name)}: {_esc(exc.strerror or str(exc))}")
+        lines = []
+        if saved:
+            try:
+                with self.guard.write():
+                    report = self.bot.ingest()
+                lines.append("<div class='qa-upload-ok'>Added "
+                             + ", ".join(f"<code>{_esc(s)}</code>" for s in saved)
+                             + f" to <code>{_esc(upload_folder(self.settings))}</code>. "
+                             + f"{_esc(report.summary())}.</div>")
+                skipped = set()
+                for path_, reason in report.skipped:
+                    if Path(path_).name in saved:
+                        skipped.add(Path(path_).name)
+                        lines.append(f"<div class='qa-upload-bad'>Skipped <code>{_esc(path_)}"
+                                     f"</code>: {_esc(reason)}</div>")
+                self.add_examples([p for p in paths if p.name not in skipped])
+            except Exception as exc:
+                if not isinstance(exc, AssistantError):
+                    log.exception("ingest after upload failed")
+                lines.append("<div class='qa-upload-bad'>Saved, but indexing failed: "
+                             f"{_esc(error_message(exc))}</div>")
+        lines += [f"<div class='qa-upload-bad'>Not added: {p}</div>" for p in problems]
+        return "".join(lines), status_line(self.bot)
