@@ -95,8 +95,11 @@ def scan(corpus: Path, report: IngestReport, stored: dict[str, Any] | None = Non
                 continue
         try:
             article = load_article(corpus, path, max_bytes)
-            if not article.text[article.body_start :].strip():
+            body = article.text[article.body_start :]
+            if not body.strip():
                 raise SkippedFile("no article text after the header lines")
+            if not any(ch.isalnum() for ch in body):
+                raise SkippedFile("no words in the article text, only punctuation or symbols")
         except SkippedFile as exc:
             rel = doc_id_for(os.path.relpath(path, corpus))
             report.skipped.append((rel, str(exc)))

@@ -67,6 +67,55 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+LOW_DISK_BYTES = 64 * 1024 * 1024
+"""A store write that fails with less free space than this on the store's disk is reported as
+a full disk: Chroma's Rust core often names only the step that failed ("Failed to apply logs
+to the metadata segment"), not the lack of space."""
+
+
+def disk_full(path: Path, exc: BaseException | None = None) -> bool:
+    """True when ``exc`` says the disk is full, or the disk holding ``path`` nearly is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen).lower()
+        if "disk is full" in text or "no space left" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(_existing(path)).free < LOW_DISK_BYTES
+    except OSError:
+        return False
+
+
+def store_failed(what: str, path: Path, exc: BaseException, fix: str) -> AssistantError:
+    """The one-line error for a failed store part ``what`` at ``path``: a full disk says so
+    and asks for a plain ``assistant ingest`` once there is room (it keeps what was stored and
+    finishes the rest); any other failure says ``fix``."""
+    if disk_full(path, exc):
+        free = _size(shutil.disk_usage(_existing(path)).free)
+        return AssistantError(
+            f"the disk holding {what} at {path} is full ({free} free; {_reason(exc)}): "
+            "free some space, then run `assistant ingest` to finish; what was stored is kept")
+    return AssistantError(f"{what} at {path} {fix.format(reason=_reason(exc))}")
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
 def open_client(settings: Settings) -> Any:
     """A Chroma client: HTTP when ``chroma_url`` is set, else persistent under the store."""
     import chromadb
@@ -98,10 +147,9 @@ def open_client(settings: Settings) -> Any:
     except BaseException as exc:
         if not _chroma_failed(exc):
             raise
-        raise AssistantError(
-            f"cannot open the store at {path} ({_reason(exc)}); "
-            "run `assistant ingest --rebuild` to rebuild it from the corpus"
-        ) from None
+        raise store_failed("the store", path, exc,
+                           "cannot be opened ({reason}); run `assistant ingest --rebuild` "
+                           "to rebuild it from the corpus") from None
 
 
 class SentenceVectors:
@@ -126,10 +174,9 @@ class SentenceVectors:
                 con.execute("CREATE INDEX IF NOT EXISTS sentences_doc ON sentences (doc_id)")
                 con.commit()
             except (sqlite3.Error, OSError) as exc:
-                raise AssistantError(
-                    f"the sentence vectors at {self.path} are damaged or unreadable ({exc}); "
-                    "run `assistant ingest --rebuild` to rebuild them from the corpus"
-                ) from None
+                raise store_failed("the sentence vectors", self.path, exc,
+                                   "are damaged or unreadable ({reason}); run `assistant "
+                                   "ingest --rebuild` to rebuild them from the corpus") from None
             self._con = con
         return self._con
 
@@ -139,10 +186,9 @@ class SentenceVectors:
             with self._db() as con:  # a transaction: committed, or rolled back on error
                 yield con
         except sqlite3.Error as exc:
-            raise AssistantError(
-                f"the sentence vectors at {self.path} failed ({exc}); "
-                "run `assistant ingest --rebuild` to rebuild them from the corpus"
-            ) from None
+            raise store_failed("the sentence vectors", self.path, exc,
+                               "failed ({reason}); run `assistant ingest --rebuild` to "
+                               "rebuild them from the corpus") from None
 
     def add(self, ids: list[str], doc_ids: list[str], vectors: Any) -> None:
         """Store vectors (replacing any of the same id)."""
@@ -236,11 +282,9 @@ class Store:
                 raise AssistantError(
                     f"the Chroma server at {self.settings.chroma_url} failed ({_reason(exc)})"
                 ) from None
-            raise AssistantError(
-                f"the store at {self.settings.store / 'chroma'} is damaged or unreadable "
-                f"({_reason(exc)}); run `assistant ingest --rebuild` to rebuild it from the "
-                "corpus"
-            ) from None
+            raise store_failed("the store", self.settings.store / "chroma", exc,
+                               "is damaged or unreadable ({reason}); run `assistant ingest "
+                               "--rebuild` to rebuild it from the corpus") from None
 
     # -- collections --------------------------------------------------------------------
     def exists(self) -> bool:

@@ -218,6 +218,7 @@ def test_a_corpus_of_problem_files(tmp_path: Path, embed_model,
     (corpus / "empty.txt").write_bytes(b"")
     (corpus / "blank.md").write_text(" \n\t\n")
     (corpus / "header-only.txt").write_text("Published: 2026-01-01\nAuthor: Jane Roe\n")
+    (corpus / "punctuation.txt").write_text("... !!! ???\n\n— * — * —\n", encoding="utf-8")
     (corpus / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(2000))
     (corpus / "copy-of-article.txt").write_bytes(ARTICLE.read_bytes())
     with open(corpus / "huge.txt", "wb") as f:  # 50 MB of text
@@ -243,6 +244,7 @@ def test_a_corpus_of_problem_files(tmp_path: Path, embed_model,
         "empty.txt": "empty file",
         "blank.md": "empty file",
         "header-only.txt": "no article text after the header lines",
+        "punctuation.txt": "no words in the article text, only punctuation or symbols",
         "image.txt": "binary file",
         "copy-of-article.txt": "same content as article.txt",
         "huge.txt": "larger than the 10 MB limit (ASSISTANT_MAX_FILE_MB)",

@@ -392,3 +392,51 @@ def test_cli_store_of_other_settings_is_refused_with_the_fix(tmp_path: Path,
     done = cli("ingest", "--rebuild", *where, env=other)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Ingested 1 article (1 new")
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (skips unless the tests run as root, as
+    CI's do)."""
+    where.mkdir(parents=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small file system needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_says_so_and_a_plain_ingest_finishes_once_there_is_room(
+        tmp_path: Path, embed_model) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    with small_disk(tmp_path / "store", "64m") as store:
+        where = ["--corpus", str(corpus), "--store", str(store)]
+        bot = new_bot(corpus, store, embed_model)
+        bot.ingest()
+        close(bot)
+        used = shutil.disk_usage(store).used
+        # Room for a few kilobytes more, not for two more articles of 150 sentences.
+        subprocess.run(["mount", "-o", f"remount,size={used // 1024 + 100}k", str(store)],
+                       check=True)
+        make_corpus(corpus, n=2, sentences=150)
+        done = cli("ingest", *where)
+        assert_one_line_error(done, "is full", "free some space",
+                              f"run `assistant ingest --corpus {corpus} --store {store}`")
+        assert "--rebuild" not in done.stderr
+        subprocess.run(["mount", "-o", "remount,size=64m", str(store)], check=True)
+        done = cli("ingest", *where)
+        assert done.returncode == 0, done.stderr
+        assert "(2 new, 0 changed, 0 removed, 1 unchanged)" in done.stdout
+        done = cli("ask", "--json", Q24, *where)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert not answer["abstained"] and answer["short_answer"] == "Eight"
+        for c in answer["citations"]:
+            assert read_text(corpus / c["path"])[c["start"]:c["end"]] == c["quote"]
