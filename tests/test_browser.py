@@ -183,25 +183,15 @@ def test_answer_streams_in_with_a_highlighted_source(server: ServerHandle, brows
     tab = Page(browser, server.url)
     assert "1 article" in tab.page.inner_text("#qa-status")
     assert "extractive" in tab.page.inner_text("#qa-status")
-    # Record the answer text's length at every change of the chat, to see it stream.
-    tab.page.evaluate("""() => {
-        window.__lengths = [];
-        new MutationObserver(() => {
-            const t = document.querySelector('#qa-chat .qa-answer .qa-text');
-            if (t) window.__lengths.push(t.innerText.length);
-        }).observe(document.querySelector('#qa-chat'),
-                   {subtree: true, childList: true, characterData: true});
-    }""")
     tab.ask(Q_24H)
-    # The text streams first; the sources (with the <mark>) come with the last frame.
+    # The extractive answer's text comes in one piece, then the sources (with the <mark>);
+    # test_a_language_models_answer_streams_in_pieces sees a model's tokens stream in.
     tab.page.wait_for_selector("#qa-chat .qa-answer .qa-text", timeout=30_000)
     mark = tab.page.wait_for_selector("#qa-chat .qa-sources details[open] mark",
                                       timeout=30_000)
     tab.wait_bot_count(1)
     answer = tab.bot_messages()[0]
     assert "Eight" in answer.inner_text()
-    lengths = sorted(set(tab.page.evaluate("window.__lengths")))
-    assert len(lengths) >= 3, f"the answer did not stream: {lengths}"
     assert mark.is_visible()
     quote = mark.inner_text()
     assert "Eight children have been rejoined" in quote
@@ -219,6 +209,54 @@ def test_answer_streams_in_with_a_highlighted_source(server: ServerHandle, brows
     assert path.stat().st_size > 10_000
     assert tab.external == []
     tab.page.close()
+
+
+def test_a_language_models_answer_streams_in_pieces(server: ServerHandle, browser: Any) -> None:
+    """A page over the same store whose language model (the fake chat-completions server)
+    pauses halfway through its reply: the half-written text is on the page while the model
+    pauses, and the sources come only with the finished answer."""
+    from assistant import web
+    from assistant.core import Assistant
+    from tests.load_web import free_port
+    from tests.test_llm import FakeLLM, Reply, cites_24_hours
+
+    fake = FakeLLM()
+    fake.reply(lambda body: Reply(cites_24_hours(body).text, stall=1.5))
+    bot = Assistant(server.bot.settings, llm_url=fake.url, llm_model="test-model",
+                    llm_timeout=30.0)
+    bot._embed = server.bot.embed_model
+    app = web.build_app(bot, examples=[])
+    try:
+        url = web.launch(app, bot.settings, host="127.0.0.1", port=free_port())
+        tab = Page(browser, url)
+        assert "LLM answers" in tab.page.inner_text("#qa-status")
+        # Record the text's length, and whether the sources are shown, at every change.
+        tab.page.evaluate("""() => {
+            window.__frames = [];
+            new MutationObserver(() => {
+                const t = document.querySelector('#qa-chat .qa-answer .qa-text');
+                if (t) window.__frames.push(
+                    [t.innerText.length, !!document.querySelector('#qa-chat .qa-sources')]);
+            }).observe(document.querySelector('#qa-chat'),
+                       {subtree: true, childList: true, characterData: true});
+        }""")
+        tab.ask(Q_24H)
+        tab.page.wait_for_selector("#qa-chat .qa-sources details[open] mark", timeout=30_000)
+        tab.wait_bot_count(1)
+        answer = tab.bot_messages()[0]
+        assert "Eight children were reunited" in answer.inner_text()
+        frames = tab.page.evaluate("window.__frames")
+        final = frames[-1][0]
+        before = [n for n, sources in frames if not sources]
+        assert before and min(before) < final, f"the answer did not stream: {frames}"
+        assert before == sorted(before), f"the text only grows: {frames}"
+        shown = [sources for _, sources in frames]
+        assert shown == sorted(shown), f"the sources come last: {frames}"
+        assert tab.external == []
+        tab.page.close()
+    finally:
+        app.close()
+        fake.close()
 
 
 def test_abstention_errors_examples_undo_retry_and_clear(server: ServerHandle,

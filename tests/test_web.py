@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -336,7 +337,7 @@ class _FailingBot:
             def __init__(self) -> None:
                 self.history: list[Any] = []
 
-            def send(self, message: str) -> Answer:
+            def send(self, message: str, on_token: Any = None) -> Answer:
                 return bot.ask(message)
 
             def truncate(self, keep: int) -> None:
@@ -365,6 +366,141 @@ def test_a_failing_backend_is_one_readable_line_in_chat_and_api() -> None:
         "the assistant failed (ConnectionError: [Errno 111] Connection refused)"
     assert "Index unavailable: the assistant failed (OSError: store unreachable)" in \
         web.status_line(page.bot)
+
+
+PIECES = ("Eight children ", "were reunited ", "in the past 24 hours [1].")
+
+
+class _StreamingBot:
+    """An Assistant stand-in under a real ChatSession whose answer layer streams: it hands
+    ``on_token`` the pieces of ``PIECES`` one at a time, waiting for the test's go-ahead
+    (``go[i]``) before each later piece, and records each piece as it produces it. A
+    question "boom …" fails after the first piece."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.go = [threading.Event() for _ in PIECES]
+        self.produced: list[str] = []
+
+    def check_question(self, question: str) -> str:
+        return question.strip()
+
+    def ask(self, question: str, context: str | None = None,
+            on_token: Any = None, **_: Any) -> Answer:
+        for i, piece in enumerate(PIECES):
+            if i:  # unset when the page waits for the whole answer: the test then fails
+                self.go[i].wait(timeout=10)
+            self.produced.append(piece)
+            if on_token is not None:
+                on_token(piece)
+            if question.startswith("boom"):
+                if question == "boom":
+                    raise RuntimeError("llm server down")
+                raise AssistantError("the language model refused")
+        return Answer(question=question, text="".join(PIECES), short_answer="Eight")
+
+    def chat(self) -> Any:
+        from assistant.chat import ChatSession
+
+        return ChatSession(self)  # type: ignore[arg-type]
+
+
+def test_the_page_shows_each_piece_as_the_answer_layer_produces_it() -> None:
+    """Each piece is on the page before the next one is even produced: the test lets the
+    answer layer go on only after it has seen the piece before (no timing involved)."""
+    bot = _StreamingBot()
+    page = web._Page(bot)  # type: ignore[arg-type]
+    _, history, pending, conv = page.take_question("How many children?", [], None)
+    frames = page.respond(pending, history, conv)
+    history, conv = next(frames)
+    assert history[-1]["content"] == web.render_pending()
+    for i in range(len(PIECES)):
+        history, conv = next(frames)
+        shown = "".join(PIECES[: i + 1])
+        assert history[-1]["content"] == web.render_partial(shown)
+        assert bot.produced == list(PIECES[: i + 1])  # the next piece is not made yet
+        assert "qa-sources" not in history[-1]["content"]
+        if i + 1 < len(PIECES):
+            assert page.guard._readers == 1  # the answer holds the read lock as it streams
+            bot.go[i + 1].set()
+    history, conv = next(frames)
+    answer = conv.turns[-1].answer
+    assert answer is not None and answer.text == "".join(PIECES)
+    assert history[-1]["content"] == web.render_answer(answer, page.reader)
+    assert '<sup class="qa-ref">[1]</sup>' in web.render_partial("".join(PIECES))
+    assert list(frames) == []
+    assert page.guard._readers == 0
+    assert [m for m, _ in conv.chat.history] == ["How many children?"]
+
+
+@pytest.mark.parametrize(("question", "message"), [
+    ("boom", "the assistant failed (RuntimeError: llm server down)"),
+    ("boom refused", "the language model refused"),
+])
+def test_an_error_in_the_answer_worker_is_the_same_error_line(question: str,
+                                                              message: str) -> None:
+    """An answer that fails after streaming a piece ends as the one error line it always
+    was; the failed turn does not enter the conversation and the read lock is released."""
+    bot = _StreamingBot()
+    page = web._Page(bot)  # type: ignore[arg-type]
+    _, history, pending, conv = page.take_question(question, [], None)
+    frames = [h[-1]["content"] for h, _ in page.respond(pending, history, conv)]
+    assert frames == [web.render_pending(), web.render_partial(PIECES[0]),
+                      web.render_error(message)]
+    assert conv.turns[-1].error == message and conv.turns[-1].answer is None
+    assert conv.chat.history == [] and page.guard._readers == 0
+
+
+def test_the_extractive_answer_appears_in_one_piece_then_with_its_sources(
+        tmp_path: Path) -> None:
+    """Without a language model the answer layer hands over the whole text once: the page
+    shows it, then the answer with its sources."""
+    from assistant.core import Assistant
+
+    text = "Head line\n\nThe key fact is 42.\n"
+    (tmp_path / "a.txt").write_text(text)
+    answer = Answer(question="q", text="The key fact is 42. [1]", short_answer="42",
+                    citations=[_citation(text, "The key fact is 42.")])
+
+    class _Extractive(Assistant):
+        def _answer(self, *args: Any, **kwargs: Any) -> Answer:
+            return answer
+
+    bot = _Extractive(Settings(corpus=tmp_path, store=tmp_path / "store"))
+    bot.check_files = False
+    page = web._Page(bot)
+    _, history, pending, conv = page.take_question("What is the key fact?", [], None)
+    frames = [h[-1]["content"] for h, _ in page.respond(pending, history, conv)]
+    assert frames == [web.render_pending(), web.render_partial(answer.text),
+                      web.render_answer(answer, page.reader)]
+    assert "<mark>The key fact is 42.</mark>" in frames[-1]
+
+
+@pytest.mark.e2e
+def test_a_language_models_tokens_reach_the_page_as_they_stream(article_bot: Any,
+                                                                embed_model: Any) -> None:
+    """Through a real Assistant and the fake chat-completions server: the page shows the
+    model's text growing piece by piece, then the cited answer with its sources."""
+    from tests.test_llm import QUESTION, FakeLLM, _with_llm, cites_24_hours
+
+    fake = FakeLLM()
+    try:
+        fake.reply(cites_24_hours)
+        bot = _with_llm(article_bot, embed_model, fake.url)
+        page = web._Page(bot)
+        _, history, pending, conv = page.take_question(QUESTION, [], None)
+        frames = [h[-1]["content"] for h, _ in page.respond(pending, history, conv)]
+    finally:
+        fake.close()
+    answer = conv.turns[-1].answer
+    assert answer is not None and answer.backend == "llm" and answer.citations
+    partials = frames[1:-1]
+    assert len(partials) > 5 and len(set(partials)) == len(partials)  # one frame a piece
+    assert all("qa-sources" not in f for f in partials)
+    assert "Eight" in partials[0] and "children" not in partials[0]  # the first token
+    assert partials[-1] == web.render_partial(answer.text)
+    assert frames[-1] == web.render_answer(answer, page.reader)
+    assert "qa-sources" in frames[-1] and "<mark>" in frames[-1]
 
 
 def test_the_box_and_the_server_both_hold_questions_to_the_limit(tmp_path: Path) -> None:

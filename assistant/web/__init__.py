@@ -57,7 +57,7 @@ from assistant.web.examples import (
     example_questions,
     merge_examples,
 )
-from assistant.web.handlers import STREAM_DELAY, STREAM_WORDS, _Page
+from assistant.web.handlers import _Page
 from assistant.web.locking import ReadWriteLock
 from assistant.web.render import (
     PARAGRAPH_LIMIT,
@@ -69,6 +69,7 @@ from assistant.web.render import (
     render_abstention,
     render_answer,
     render_error,
+    render_partial,
     render_pending,
     render_user,
     status_line,
@@ -83,8 +84,6 @@ __all__ = [
     "LOOPBACK_NAMES",
     "MAX_EXAMPLES",
     "PARAGRAPH_LIMIT",
-    "STREAM_DELAY",
-    "STREAM_WORDS",
     "Conversation",
     "ReadWriteLock",
     "SourceReader",
@@ -106,6 +105,7 @@ __all__ = [
     "render_abstention",
     "render_answer",
     "render_error",
+    "render_partial",
     "render_pending",
     "render_user",
     "safe_filename",

@@ -4,7 +4,8 @@ API, shared by all browser sessions of one app."""
 from __future__ import annotations
 
 import logging
-import time
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,20 +24,18 @@ from assistant.web.render import (
     error_message,
     render_answer,
     render_error,
+    render_partial,
     render_pending,
     render_user,
     status_line,
 )
-from assistant.web.sessions import Conversation, _last_user_index, _user_count
+from assistant.web.sessions import Conversation, Turn, _last_user_index, _user_count
 from assistant.web.uploads import save_upload, upload_folder
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
 
 log = logging.getLogger(__name__)
-
-STREAM_WORDS = 3
-STREAM_DELAY = 0.02
 
 
 class _Page:
@@ -69,26 +68,54 @@ class _Page:
 
     def respond(self, question: str, history: list[Any], conv: Conversation | None
                 ) -> Iterator[tuple[list[Any], Conversation]]:
-        """Answer the remembered question, streaming the text, then the sources."""
+        """Answer the remembered question, showing its text as the answer layer produces it
+        (a language model's tokens as they stream; the extractive answer in one piece),
+        then the whole answer with its sources.
+
+        The answer is made in a worker thread (:meth:`_answer_in_worker`), which holds the
+        read lock for as long as it answers; its pieces reach this generator through a
+        queue, and each one is shown as soon as it arrives.
+        """
         conv = self._conversation(conv)
         history = list(history or [])
         history.append({"role": "assistant", "content": render_pending()})
         yield [*history], conv
-        turn = conv.send(question or "", self.guard)
-        if turn.answer is None:
-            history[-1] = {"role": "assistant", "content": render_error(turn.error or "")}
+        pieces: queue.Queue[str | None] = queue.Queue()
+        outcome: list[Turn | BaseException] = []
+        worker = threading.Thread(target=self._answer_in_worker,
+                                  args=(conv, question or "", pieces, outcome),
+                                  name="answer", daemon=True)
+        worker.start()
+        text = ""
+        while (piece := pieces.get()) is not None:
+            if not piece:
+                continue
+            text += piece
+            history[-1] = {"role": "assistant", "content": render_partial(text)}
             yield [*history], conv
-            return
-        answer = turn.answer
-        words = answer.text.split(" ")
-        for n in range(STREAM_WORDS, len(words), STREAM_WORDS):
-            partial = " ".join(words[:n])
+        worker.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result  # not an Exception (those became the turn's error): as if asked here
+        if result.answer is None:
+            history[-1] = {"role": "assistant", "content": render_error(result.error or "")}
+        else:
             history[-1] = {"role": "assistant",
-                           "content": render_answer(answer, self.reader, partial, False)}
-            yield [*history], conv
-            time.sleep(STREAM_DELAY)
-        history[-1] = {"role": "assistant", "content": render_answer(answer, self.reader)}
+                           "content": render_answer(result.answer, self.reader)}
         yield [*history], conv
+
+    def _answer_in_worker(self, conv: Conversation, question: str,
+                          pieces: queue.Queue[str | None],
+                          outcome: list[Turn | BaseException]) -> None:
+        """Answer ``question`` in ``conv`` under the read lock, putting the text's pieces on
+        ``pieces`` as they come; then the turn (or what escaped ``Conversation.send``) goes
+        into ``outcome`` and ``None`` on ``pieces`` says the answer is done."""
+        try:
+            outcome.append(conv.send(question, self.guard, on_token=pieces.put))
+        except BaseException as exc:  # e.g. SystemExit: raised again by respond
+            outcome.append(exc)
+        finally:
+            pieces.put(None)
 
     def retry(self, history: list[Any], conv: Conversation | None
               ) -> tuple[list[Any], str, Conversation, Any]:

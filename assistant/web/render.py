@@ -146,6 +146,12 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
     return "".join(parts)
 
 
+def render_partial(text: str) -> str:
+    """The chat message of an answer still being produced: its text so far, markers as
+    superscripts, no sources yet (they come with :func:`render_answer`)."""
+    return f'<div class="qa-answer"><p class="qa-text">{_answer_text_html(text)}</p></div>'
+
+
 def _date(published: str) -> str:
     """The article's date beside its title ("" when the article has none)."""
     return f'<span class="qa-date">{_esc(published)}</span>' if published else ""

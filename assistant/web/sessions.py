@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +42,16 @@ class Conversation:
         self.turns: list[Turn] = []
         self.lock = threading.Lock()
 
-    def send(self, question: str, guard: ReadWriteLock) -> Turn:
-        """Answer ``question`` in context; errors become a turn with a one-line ``error``."""
+    def send(self, question: str, guard: ReadWriteLock,
+             on_token: Callable[[str], None] | None = None) -> Turn:
+        """Answer ``question`` in context under ``guard``'s read lock; errors become a turn
+        with a one-line ``error``. ``on_token`` receives the answer text piece by piece as
+        the answer layer produces it (``ChatSession.send``, ``Assistant.ask``)."""
         with self.lock:
             turn = Turn(question)
             try:
                 with guard.read():
-                    turn.answer = self.chat.send(question)
+                    turn.answer = self.chat.send(question, on_token=on_token)
             except Exception as exc:
                 if not isinstance(exc, AssistantError):
                     log.exception("answering %r failed", question[:200])
