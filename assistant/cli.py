@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from assistant.settings import AssistantError, Settings
+from assistant.text import one_line
 from assistant.types import Answer
 
 DEFAULTS = Settings()
@@ -148,12 +149,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 
-def _one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped (a file name may
-    hold them), so that each source stays on its own line."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
 def format_answer(answer: Answer, with_text: bool = True) -> str:
     """An answer with its numbered sources, for the terminal (only the sources when
     ``with_text`` is false: the text was streamed)."""
@@ -166,15 +161,15 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
         lines.append("")
         for c in answer.citations:
             quote = c.quote if len(c.quote) <= 300 else c.quote[:297] + "…"
-            about = " · ".join(_one_line(x) for x in (c.title, c.published) if x)
+            about = " · ".join(one_line(x) for x in (c.title, c.published) if x)
             about = f" · {about}" if about else ""
-            lines.append(f"[{c.n}] {_one_line(c.path)} ({c.start}-{c.end}){about}: \"{quote}\"")
+            lines.append(f"[{c.n}] {one_line(c.path)} ({c.start}-{c.end}){about}: \"{quote}\"")
     elif answer.abstained and answer.passages:
         lines.append("")
         lines.append("Closest passages (not an answer):")
         for p in answer.passages[:3]:
             snippet = " ".join(p.text.split())[:160]
-            lines.append(f"- {_one_line(p.path)}: {snippet}…")
+            lines.append(f"- {one_line(p.path)}: {snippet}…")
     return "\n".join(lines)
 
 

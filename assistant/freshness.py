@@ -25,6 +25,7 @@ from pathlib import Path
 
 from assistant.corpus import SkippedFile, content_hash, decode, read_limited
 from assistant.retrieval import Hit
+from assistant.text import one_line
 from assistant.types import Answer
 
 INGESTED_SENTS = "ingested_sents"
@@ -142,15 +143,15 @@ class Changes:
         if not self.files:
             return None
         if not self.corpus.is_dir():
-            return (f"the corpus directory {_printable(str(self.corpus))} was not found: "
+            return (f"the corpus directory {one_line(str(self.corpus))} was not found: "
                     "no passage could be checked against its article, so none is cited")
         names = []
         for path, problem in list(self.files.items())[:MAX_NAMES]:
-            name = _printable(path)
+            name = one_line(path)
             if problem == "missing":
                 name += ", now missing"
             elif problem:
-                name += f", now unreadable: {_printable(problem)}"
+                name += f", now unreadable: {one_line(problem)}"
             names.append(name)
         more = len(self.files) - MAX_NAMES
         if more > 0:
@@ -159,11 +160,6 @@ class Changes:
         noun = "article" if n == 1 else "articles"
         return (f"{n} {noun} changed since the last ingest ({'; '.join(names)}): "
                 "run `assistant ingest` to update the index")
-
-
-def _printable(text: str) -> str:
-    """``text`` on one line: control characters (a file name may hold them) escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _nearest(text: str, piece: str, near: int) -> int:

@@ -78,6 +78,12 @@ def clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (a file name may hold
+    them), so that it stays on one line of a terminal or a notice."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def words(text: str) -> list[tuple[str, int, int]]:
     """Word tokens of ``text`` with their offsets."""
     return list(_words(text))
