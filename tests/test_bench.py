@@ -23,6 +23,7 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     assert m["reingest_embedded"] == 0          # unchanged corpus: nothing embedded again
     assert m["incr_embedded"] > 0               # a changed file is embedded again
     assert m["questions"] == 12 and m["p50_ms"] > 0 and m["p99_ms"] >= m["p95_ms"]
+    assert m["unchecked_p50_ms"] > 0            # the citation check's cost is measured
     assert m["cold_start_answer_ok"]            # `assistant ask` printed the right answer
     assert m["hit5"] >= 0.9 and m["answer_acc"] >= 0.5
     assert row["peer"]["peer_hit5"] > 0
