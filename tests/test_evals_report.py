@@ -37,6 +37,44 @@ def test_report_escapes_cells_and_lists_failures_first(corpus: Path, tmp_path: P
     assert "expected: Saturday" in report
 
 
+def test_report_counts_each_question_at_the_stage_it_was_lost(corpus: Path,
+                                                               tmp_path: Path) -> None:
+    bot, gold = scripted(corpus)
+    rep = tmp_path / "report.md"
+    run_eval(bot, gold, report=rep)
+    report = rep.read_text()
+    table = report[report.index("## Outcomes by question kind"):].split("\n\n")[2]
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    head = table.splitlines()[0]
+    # Outcomes no question had are left out.
+    assert head == ("| question kind | questions | right answer and short answer | "
+                    "wrong sentence | false abstention | correct abstention | error |")
+    assert rows["how"] == "| how | 1 | 1 | 0 | 0 | 0 | 0 |"  # how long: right
+    assert rows["when"] == "| when | 1 | 0 | 1 | 0 | 0 | 0 |"  # wrong sentence
+    assert rows["who"] == "| who | 1 | 0 | 0 | 0 | 1 | 0 |"  # abstained, rightly
+    assert rows["what"] == "| what | 2 | 1 | 0 | 1 | 0 | 0 |"  # a chat turn abstained
+    assert rows["other"] == "| other | 1 | 0 | 0 | 0 | 0 | 1 |"  # "boom?": an error
+    assert rows["all"] == "| all | 6 | 2 | 1 | 1 | 1 | 1 |"
+
+
+def test_outcome_names_a_retrieval_miss_before_the_sentence() -> None:
+    from assistant.evals.gold import GoldQuestion
+    from assistant.evals.report import outcome, question_kind
+    from assistant.evals.runner import QuestionResult
+    from assistant.types import Answer
+
+    gold = GoldQuestion(id="q", question="Who won?", answers=["Ada"], doc_ids=["a.txt"],
+                        file="f")
+    wrong = Answer(question="Who won?", text="Bo won.", short_answer="Bo")
+    missed = QuestionResult(gold, wrong, 1.0, False, "wrong", rank=None)
+    assert outcome(missed) == "retrieval miss"
+    assert outcome(QuestionResult(gold, wrong, 1.0, False, "wrong", rank=6)) == "retrieval miss"
+    assert outcome(QuestionResult(gold, wrong, 1.0, False, "wrong", rank=2)) == "wrong sentence"
+    assert question_kind("The storm killed how many people?") == "how many"
+    assert question_kind("Whose plan passed?") == "who"
+    assert question_kind("Name the winner.") == "other"
+
+
 def test_metric_values_and_cells_as_shown() -> None:
     assert format_metric("answer_accuracy", 0.5) == "0.500"
     assert format_metric("questions", 6.0) == "6"

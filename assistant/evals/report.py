@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ def render_report(result: EvalResult) -> str:
         values = [format_metric(m, metrics[m]) for metrics in result.files.values()]
         values.append(format_metric(m, result.overall[m]))
         lines.append(f"| {m} | " + " | ".join(values) + " |")
+    lines += ["", *breakdown(result.results)]
     for file in result.files:
         rows = [r for r in result.results if r.gold.file == file]
         rows.sort(key=lambda r: not r.failed)  # stable: failures first, gold order kept
@@ -142,6 +144,60 @@ def render_report(result: EvalResult) -> str:
         ]
         lines.extend(_question_row(r) for r in rows)
     return "\n".join(lines) + "\n"
+
+
+OUTCOMES = ("right answer and short answer", "right sentence, wrong short answer",
+            "retrieval miss", "wrong sentence", "false abstention", "correct abstention",
+            "missed abstention", "error")
+"""What happened to a question, in the order of the pipeline's stages."""
+_KINDS = ("how many", "how much", "who", "whom", "whose", "which", "what", "when", "where",
+          "why", "how")
+_KIND = re.compile(r"\b(" + "|".join(_KINDS) + r")\b", re.IGNORECASE)
+
+
+def question_kind(question: str) -> str:
+    """The question's first wh-phrase ("how many", "who", "what", …) or "other"."""
+    m = _KIND.search(question)
+    if m is None:
+        return "other"
+    kind = " ".join(m.group(1).lower().split())
+    return "who" if kind in ("whom", "whose") else kind
+
+
+def outcome(r: QuestionResult, k: int = 5) -> str:
+    """Which stage a question was lost at, one of :data:`OUTCOMES`: retrieval (no gold
+    article in the top ``k``), the sentence, the short answer, or the abstention."""
+    if r.error:
+        return "error"
+    if not r.gold.answerable:
+        return "correct abstention" if r.correct else "missed abstention"
+    if r.correct:
+        return ("right answer and short answer" if r.short_correct
+                else "right sentence, wrong short answer")
+    if r.gold.doc_ids and (r.rank is None or r.rank > k):
+        return "retrieval miss"
+    return "false abstention" if r.answer.abstained else "wrong sentence"
+
+
+def breakdown(results: Sequence[QuestionResult]) -> list[str]:
+    """Markdown lines: how many questions of each kind ended in each outcome."""
+    kinds = [k for k in (*_KINDS, "other") if k not in ("whom", "whose")]
+    counts: dict[str, dict[str, int]] = {k: dict.fromkeys(OUTCOMES, 0) for k in kinds}
+    for r in results:
+        counts[question_kind(r.gold.question)][outcome(r)] += 1
+    used = [k for k in kinds if any(counts[k].values())]
+    seen = [o for o in OUTCOMES if any(counts[k][o] for k in used)]
+    lines = ["## Outcomes by question kind", "",
+             "Each question counted once, at the first stage it was lost at (retrieval: no "
+             "gold article in the top five).", "",
+             "| question kind | questions | " + " | ".join(seen) + " |",
+             "|---|---:|" + "---:|" * len(seen)]
+    for k in [*used, "all"]:
+        row = ({o: sum(counts[q][o] for q in used) for o in seen} if k == "all"
+               else counts[k])
+        lines.append(f"| {k} | {sum(row[o] for o in seen)} | "
+                     + " | ".join(str(row[o]) for o in seen) + " |")
+    return lines
 
 
 def _question_row(r: QuestionResult) -> str:
