@@ -1,12 +1,17 @@
 """The learned answer layer's models, loaded from one small JSON file.
 
-Four logistic models, each over one list of :mod:`assistant.features`:
+Five logistic models, each over one list of :mod:`assistant.features`:
 
 - ``sentence_base`` ranks every candidate sentence (cheap features) to pick a shortlist;
 - ``sentence`` ranks the shortlist (entities, meaning) — its probability is that the
   sentence holds the answer;
 - ``span`` ranks the short-answer candidates;
-- ``answer`` is the abstention classifier: the probability that the chosen answer is right.
+- ``answer`` is the abstention classifier of a corpus of news (more than
+  ``Policy.small_corpus`` articles): the probability that the corpus answers the question,
+  given the chosen answer's features — fitted on the real-news training questions alone,
+  where most unanswerable questions look answerable sentence by sentence;
+- ``answer_small`` is the abstention classifier of a small corpus (a few articles on one
+  topic): the probability that the chosen answer is right, fitted on all training questions.
 
 The file also holds the policy chosen by cross-validation (the abstention threshold, when
 to join a neighbouring sentence) and how the models were trained. It is written by
@@ -27,7 +32,7 @@ from assistant.features import ANSWER_FEATURES, SENTENCE_BASE, SENTENCE_FULL, SP
 from assistant.settings import AssistantError
 
 MODEL_FILE = Path(__file__).parent / "resources" / "answer_model.json"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -87,12 +92,13 @@ class Policy:
 
 @dataclass
 class AnswerModel:
-    """The four models and the policy, as stored in the model file."""
+    """The five models and the policy, as stored in the model file."""
 
     sentence_base: Logistic
     sentence: Logistic
     span: Logistic
     answer: Logistic
+    answer_small: Logistic
     policy: Policy = field(default_factory=Policy)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -101,18 +107,25 @@ class AnswerModel:
         for name, model, features in (("sentence_base", self.sentence_base, SENTENCE_BASE),
                                       ("sentence", self.sentence, SENTENCE_FULL),
                                       ("span", self.span, SPAN_FEATURES),
-                                      ("answer", self.answer, ANSWER_FEATURES)):
+                                      ("answer", self.answer, ANSWER_FEATURES),
+                                      ("answer_small", self.answer_small, ANSWER_FEATURES)):
             expected = [n for n, _ in features]
             if model.names != expected:
                 raise AssistantError(
                     f"the answer model's {name} features do not match this version "
                     "(run `make train`)")
 
+    def abstainer(self, corpus_articles: int) -> Logistic:
+        """The abstention classifier for a corpus of ``corpus_articles`` articles."""
+        small = 0 < corpus_articles <= self.policy.small_corpus
+        return self.answer_small if small else self.answer
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {"format": FORMAT, "sentence_base": self.sentence_base.to_dict(),
                 "sentence": self.sentence.to_dict(), "span": self.span.to_dict(),
-                "answer": self.answer.to_dict(), "policy": asdict(self.policy),
+                "answer": self.answer.to_dict(), "answer_small": self.answer_small.to_dict(),
+                "policy": asdict(self.policy),
                 "meta": self.meta}
 
     def save(self, path: Path | str = MODEL_FILE) -> None:
@@ -127,7 +140,8 @@ class AnswerModel:
             raise AssistantError("the answer model file has an unknown format")
         model = cls(sentence_base=Logistic(**data["sentence_base"]),
                     sentence=Logistic(**data["sentence"]), span=Logistic(**data["span"]),
-                    answer=Logistic(**data["answer"]), policy=Policy(**data["policy"]),
+                    answer=Logistic(**data["answer"]),
+                    answer_small=Logistic(**data["answer_small"]), policy=Policy(**data["policy"]),
                     meta=data.get("meta", {}))
         model.check()
         return model

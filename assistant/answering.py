@@ -215,8 +215,10 @@ class ExtractiveAnswerer:
         return e / e.sum()
 
     def answer_probability(self, ev: Evidence, choice: Choice) -> float:
-        """The abstention classifier's probability that ``choice`` is right."""
-        return float(self.model.answer.prob(matrix(ANSWER_FEATURES, ev, [choice]))[0])
+        """The abstention classifier's probability (for this corpus's size) that ``choice``
+        answers the question."""
+        model = self.model.abstainer(self.corpus_articles)
+        return float(model.prob(matrix(ANSWER_FEATURES, ev, [choice]))[0])
 
     # -- the whole answer --------------------------------------------------------------------
     def analyse(self, question: Question, hits: list[Hit], qvec: np.ndarray,

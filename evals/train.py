@@ -6,8 +6,8 @@
 
 Reads ``../shared/news-qa`` (never copied into the repository) through the cached eval
 stores of :mod:`evals.news` (ingested when missing), retrieves each question once (kept in
-a cache beside the stores), then fits four logistic regressions stage by stage — base
-sentence ranker, full sentence ranker, span ranker, abstention classifier — and chooses
+a cache beside the stores), then fits five logistic regressions stage by stage — base
+sentence ranker, full sentence ranker, span ranker, two abstention classifiers — and chooses
 the policy (abstention threshold, neighbour join) by cross-validation over questions.
 Deterministic: same data, same file.
 """
@@ -190,7 +190,7 @@ def _zero(features: Sequence[tuple[str, Feature]]) -> Logistic:
 def placeholder(policy: Policy | None = None) -> AnswerModel:
     """A model that scores everything alike (the start of stage-wise training)."""
     return AnswerModel(_zero(SENTENCE_BASE), _zero(SENTENCE_FULL), _zero(SPAN_FEATURES),
-                       _zero(ANSWER_FEATURES), policy or Policy())
+                       _zero(ANSWER_FEATURES), _zero(ANSWER_FEATURES), policy or Policy())
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: list[str],
@@ -354,16 +354,24 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
             span.add(ev, spans, (span_correct(sp.text, it.answers) for sp in spans), g,
                      it.weight)
     model.span = span.ranker()
-    xs, ys, ws = [], [], []
+    xs, right, answerable, news, ws = [], [], [], [], []
     for it in items:
         an = answerers[it.set].analyse(analyze(it.question), it.hits, it.qvec, it.svecs)
         if an.choice is None:
             continue
         xs.append(matrix(ANSWER_FEATURES, an.evidence, [an.choice]))
-        ys.append(it.answerable and answer_correct(_text(an), it.answers))
+        right.append(it.answerable and answer_correct(_text(an), it.answers))
+        answerable.append(it.answerable)
+        news.append(it.set not in OWN_SETS)
         ws.append(it.weight)
-    model.answer = fit_logistic(_stack(xs, len(ANSWER_FEATURES)), np.array(ys),
-                                [n for n, _ in ANSWER_FEATURES], np.array(ws))
+    x, w, on_news = _stack(xs, len(ANSWER_FEATURES)), np.array(ws), np.array(news, dtype=bool)
+    feature_names = [n for n, _ in ANSWER_FEATURES]
+    # News: does the corpus answer the question at all (fitted on news alone, where the
+    # unanswerable questions are about events the articles do not cover). Small corpora:
+    # is the chosen answer right (every question of a one-topic corpus looks answerable).
+    model.answer = fit_logistic(x[on_news], np.array(answerable)[on_news], feature_names,
+                                w[on_news])
+    model.answer_small = fit_logistic(x, np.array(right), feature_names, w)
     answerers.use(model)
     return model
 

@@ -65,3 +65,14 @@ def test_short_answer_and_answer_rules_of_the_trainer() -> None:
     assert not span_correct("", ["x"])
     assert answer_correct("Eight children were reunited.", ["8"])
     assert not answer_correct("word " * 61 + "eight", ["eight"])
+
+
+def test_a_small_corpus_has_its_own_abstainer() -> None:
+    model = answer_model.load()
+    small = model.policy.small_corpus
+    assert model.abstainer(1) is model.answer_small
+    assert model.abstainer(small) is model.answer_small
+    assert model.abstainer(small + 1) is model.answer
+    assert model.abstainer(0) is model.answer  # size unknown: the general (news) one
+    assert model.answer.names == model.answer_small.names
+    assert model.answer.coef != model.answer_small.coef, "two fitted models, not one copied"
