@@ -1,0 +1,262 @@
+"""The live corpus (assistant/watch.py): which changes count, the watcher's status line, new,
+edited and deleted articles answered within seconds, failed ingests reported and retried."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from watchfiles import Change
+
+from assistant.corpus import read_text
+from assistant.settings import AssistantError, Settings
+from assistant.types import IngestReport
+from assistant.watch import ArticleFilter, CorpusWatcher, WatchStatus, counts, error_line
+from tests.conftest import build_bot
+
+LIBRARY = """Port Wren Library Extends Its Opening Hours
+
+The Port Wren public library will stay open until nine in the evening on weekdays from March.
+The head librarian, Tomas Keel, said 1,200 residents signed the petition for longer hours.
+The town council agreed to pay for two more staff members.
+"""
+FERRY = """Ferry Service to Gull Island Resumes
+
+The ferry between Port Wren and Gull Island resumed on Tuesday after the winter storms.
+The captain, Ines Varga, said the crossing now takes forty minutes.
+"""
+BAKERY = """Bakery on Quay Street Wins Regional Prize
+
+The Quay Street bakery in Port Wren won the regional bread prize on Friday.
+Its owner, Marta Lind, said the winning loaf was a rye sourdough baked for 19 hours.
+"""
+Q_PETITION = "How many residents signed the petition for longer library hours?"
+Q_FERRY = "How long does the ferry crossing to Gull Island take?"
+Q_BAKERY = "Who owns the Quay Street bakery?"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Which changes count
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("change", "rel", "expected"), [
+    (Change.added, "new.txt", True),
+    (Change.modified, "notes/letter.MD", True),
+    (Change.deleted, "old.txt", True),
+    (Change.deleted, "moved-away-folder", True),
+    (Change.added, "image.png", False),
+    (Change.deleted, "image.png", False),
+    (Change.modified, ".hidden.txt", False),
+    (Change.added, ".git/objects/x.txt", False),
+    (Change.added, "sub/.cache/a.md", False),
+    (Change.added, ".#letter.txt", False),
+    (Change.added, "#letter.txt#", False),
+    (Change.added, "letter.txt~", False),
+    (Change.added, "letter.txt.swp", False),
+    (Change.added, "letter.txt.tmp", False),
+    (Change.added, "download.txt.part", False),
+    (Change.added, "store/chroma/x.txt", False),
+    (Change.deleted, "store/chroma/3f2a", False),
+])
+def test_the_filter_keeps_articles_and_folders_only(tmp_path: Path, change: Change, rel: str,
+                                                     expected: bool) -> None:
+    keep = ArticleFilter(tmp_path, ignore=(tmp_path / "store",))
+    assert keep(change, str(tmp_path / rel)) is expected
+
+
+def test_the_filter_takes_new_folders_and_the_corpus_itself_but_nothing_outside(
+        tmp_path: Path) -> None:
+    corpus = tmp_path / ".hidden-parent" / "corpus"  # hidden above the corpus does not count
+    (corpus / "sub").mkdir(parents=True)
+    keep = ArticleFilter(corpus)
+    assert keep(Change.added, str(corpus / "sub"))
+    assert keep(Change.added, str(corpus / "a.txt"))
+    assert keep(Change.deleted, str(corpus))
+    assert not keep(Change.added, str(tmp_path / "elsewhere.txt"))
+    assert not keep(Change.modified, str(corpus / "sub"))  # a folder's own time stamp
+
+
+# --------------------------------------------------------------------------------------------
+# The status line
+# --------------------------------------------------------------------------------------------
+def test_the_status_says_what_the_last_ingest_did() -> None:
+    at = time.mktime((2026, 3, 1, 10, 42, 5, 0, 0, -1))
+    base = WatchStatus(corpus=Path("corpus"), watching=True)
+    assert base.summary() == "watching corpus/"
+    assert WatchStatus(corpus=Path("/srv/news/"), watching=False).summary() == (
+        "not watching /srv/news/")
+    updated = WatchStatus(corpus=Path("corpus"), watching=True, ingests=1, last_time=at,
+                          updated_time=at, updated=(0, 1, 0), last_changed=(0, 1, 0))
+    assert updated.summary() == "watching corpus/ · updated 10:42:05: 1 changed"
+    busy = WatchStatus(corpus=Path("corpus"), watching=True, ingesting=True)
+    assert busy.summary() == "watching corpus/ · indexing changes…"
+    failed = WatchStatus(corpus=Path("corpus"), watching=True, last_time=at,
+                         error="indexing failed: disk full")
+    assert failed.summary() == ("watching corpus/ · indexing failed: disk full "
+                                "(10:42:05; will retry)")
+    skipped = WatchStatus(corpus=Path("corpus"), watching=True, last_skipped=2)
+    assert skipped.summary() == "watching corpus/ · 2 files skipped"
+    assert counts(1, 0, 2) == "1 new, 2 removed" and counts(0, 0, 0) == "no changes"
+
+
+def test_an_error_is_one_line() -> None:
+    assert error_line(AssistantError("the store is locked")) == "the store is locked"
+    assert error_line(RuntimeError("boom\nTraceback (most recent call last):")) == (
+        "RuntimeError: boom")
+    assert error_line(OSError()) == "OSError"
+    long = error_line(ValueError("x" * 1000))
+    assert len(long) <= 300 and long.endswith("…")
+    assert error_line(AssistantError("two\nlines\x1b[31m")) == "two lines\\x1b[31m"
+
+
+# --------------------------------------------------------------------------------------------
+# A watcher over a real corpus
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def watched(tmp_path: Path, embed_model: Any) -> Iterator[tuple[Any, CorpusWatcher]]:
+    bot = build_bot(tmp_path, embed_model, {"library.txt": LIBRARY, "ferry.txt": FERRY})
+    watcher = CorpusWatcher(bot, debounce_ms=500, step_ms=100).start()
+    assert watcher.wait_ready(), "the watcher did not start watching"
+    yield bot, watcher
+    watcher.stop()
+    assert not watcher.status().watching
+
+
+def _cites(answer: Any, path: str, text: str, corpus: Path) -> bool:
+    """``answer`` says ``text``, citing ``path`` with exact quotes."""
+    said = f"{answer.short_answer or ''} {answer.text}"
+    if answer.abstained or text not in said or answer.notice:
+        return False
+    assert all(read_text(corpus / c.path)[c.start:c.end] == c.quote for c in answer.citations)
+    return any(c.path == path for c in answer.citations)
+
+
+def test_new_edited_and_deleted_articles_are_answered_within_seconds(watched: Any) -> None:
+    bot, watcher = watched
+    corpus = Path(bot.settings.corpus)
+    assert _cites(bot.ask(Q_PETITION), "library.txt", "1,200", corpus)
+    assert "Marta Lind" not in bot.ask(Q_BAKERY).text
+
+    (corpus / "bakery.txt").write_text(BAKERY, encoding="utf-8")
+    wait_for(lambda: _cites(bot.ask(Q_BAKERY), "bakery.txt", "Marta Lind", corpus), 30,
+             "the new article answers")
+    assert wait_for(lambda: watcher.status().updated == (1, 0, 0), 10)
+    assert "updated" in watcher.status().summary() and "1 new" in watcher.status().summary()
+
+    (corpus / "library.txt").write_text(LIBRARY.replace("1,200", "1,850"), encoding="utf-8")
+    wait_for(lambda: _cites(bot.ask(Q_PETITION), "library.txt", "1,850", corpus), 30,
+             "the edited number")
+    assert wait_for(lambda: watcher.status().updated == (0, 1, 0), 10)
+
+    assert _cites(bot.ask(Q_FERRY), "ferry.txt", "forty minutes", corpus)
+    (corpus / "ferry.txt").unlink()
+    wait_for(lambda: "ferry.txt" not in bot.store.stored_docs(), 30, "the deletion ingested")
+    answer = bot.ask(Q_FERRY)
+    assert "ferry.txt" not in {c.path for c in answer.citations} and not answer.notice
+    assert wait_for(lambda: watcher.status().updated == (0, 0, 1), 10)
+    status = watcher.status()
+    assert status.error is None and status.watching and not status.ingesting
+    assert status.ingests >= 3
+
+
+def test_temporary_and_other_files_start_no_ingest(watched: Any) -> None:
+    bot, watcher = watched
+    corpus = Path(bot.settings.corpus)
+    (corpus / ".library.txt.swp").write_text("x")
+    (corpus / "photo.jpg").write_bytes(b"\xff\xd8")
+    (corpus / "library.txt~").write_text(LIBRARY)
+    (corpus / "marker.txt").write_text(BAKERY)  # an article: the batch that counts
+    wait_for(lambda: watcher.status().updated == (1, 0, 0), 30, "the article ingested")
+    assert watcher.status().ingests == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Failures
+# --------------------------------------------------------------------------------------------
+class FlakyBot:
+    """A stand-in for Assistant whose ingest fails while ``failures`` lasts."""
+
+    def __init__(self, corpus: Path, failures: list[BaseException]) -> None:
+        self.settings = Settings(corpus=corpus, store=corpus.parent / "store")
+        self.failures = failures
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def ingest(self) -> IngestReport:
+        with self.lock:
+            self.calls += 1
+            if self.failures:
+                raise self.failures.pop(0)
+        return IngestReport(new=1)
+
+
+class FakePanic(BaseException):
+    """Like pyo3's PanicException (Chroma's Rust core): not an Exception."""
+
+
+def test_a_failing_ingest_is_reported_and_the_watcher_keeps_going(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    bot = FlakyBot(corpus, [AssistantError("the store is locked by another ingest"),
+                            FakePanic("called `Result::unwrap()` on an `Err` value")])
+    with CorpusWatcher(bot, debounce_ms=300, step_ms=50, retry=0.5) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_ready()
+        (corpus / "a.txt").write_text("An article.")
+        status = wait_for(lambda: (s := watcher.status()).error and s, 10, "the first failure")
+        assert status.error == "indexing failed: the store is locked by another ingest"
+        assert status.watching and "will retry" in status.summary()
+        # Retried without another change: the second failure (not even an Exception) is
+        # reported too, then the third try succeeds and clears the error.
+        wait_for(lambda: "FakePanic" in (watcher.status().error or ""), 10, "the retry")
+        wait_for(lambda: watcher.status().updated == (1, 0, 0), 10, "the success")
+        status = watcher.status()
+        assert status.error is None and status.ingests == 3 and status.watching
+        # And it still watches.
+        (corpus / "b.txt").write_text("Another article.")
+        wait_for(lambda: watcher.status().ingests == 4, 10, "the next change")
+    assert not watcher.status().watching
+
+
+def test_the_corpus_folder_removed_and_made_again_is_watched_again(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("An article.")
+    bot = FlakyBot(corpus, [])
+    with CorpusWatcher(bot, debounce_ms=300, step_ms=50, retry=0.3) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_ready()
+        shutil.rmtree(corpus)
+        wait_for(lambda: "corpus directory not found" in (watcher.status().error or ""), 10,
+                 "the missing folder reported")
+        corpus.mkdir()
+        calls = bot.calls
+        (corpus / "b.txt").write_text("Another article.")
+        wait_for(lambda: watcher.status().error is None and bot.calls > calls, 10,
+                 "the folder watched again")
+        calls = bot.calls
+        (corpus / "c.txt").write_text("A third article.")
+        wait_for(lambda: bot.calls > calls, 10, "a change in the new folder")
+
+
+def test_stop_ends_the_thread(tmp_path: Path) -> None:
+    bot = FlakyBot(tmp_path, [])
+    watcher = CorpusWatcher(bot).start()  # type: ignore[arg-type]
+    assert watcher.wait_ready()
+    started = time.monotonic()
+    watcher.stop()
+    assert not watcher.status().watching and time.monotonic() - started < 5
+    assert bot.calls == 0
