@@ -1,5 +1,6 @@
 """The live corpus (assistant/watch.py): which changes count, the watcher's status line, new,
-edited and deleted articles answered within seconds, failed ingests reported and retried."""
+edited and deleted articles answered within seconds, failed ingests reported and retried,
+and the page's status line."""
 
 from __future__ import annotations
 
@@ -122,6 +123,36 @@ def test_an_error_is_one_line() -> None:
     long = error_line(ValueError("x" * 1000))
     assert len(long) <= 300 and long.endswith("…")
     assert error_line(AssistantError("two\nlines\x1b[31m")) == "two lines\\x1b[31m"
+
+
+def test_the_page_shows_the_watcher_and_refreshes_it(article_bot: Any) -> None:
+    import gradio as gr
+
+    from assistant import web
+
+    watcher = CorpusWatcher(article_bot)
+    assert watcher.lock is None
+    app = web.build_app(article_bot, examples=[], watcher=watcher)
+    assert watcher.lock is not None  # the page's write lock: questions wait for the ingest
+    timers = [b for b in app.blocks.values() if isinstance(b, gr.Timer)]
+    assert len(timers) == 1 and timers[0].value == web.app.STATUS_REFRESH_S
+    page = web._Page(article_bot)
+    page.watcher = watcher
+    html = page.status()
+    assert "<b>1</b> article" in html and "not watching" in html and "qa-status-bad" in html
+    with watcher:
+        assert watcher.wait_ready()
+        folder = f"watching {article_bot.settings.corpus}/"
+        assert f"<span class='qa-status qa-watch'>{folder}</span>" in page.status()
+        watcher._set(ingesting=True)
+        assert "indexing changes…" in page.status() and "qa-status-busy" in page.status()
+        watcher._set(ingesting=False, error="indexing failed: <disk> full",
+                     last_time=time.time())
+        assert "indexing failed: &lt;disk&gt; full" in page.status()
+    # Without a watcher: no timer, the status line as before.
+    plain = web.build_app(article_bot, examples=[])
+    assert not [b for b in plain.blocks.values() if isinstance(b, gr.Timer)]
+    assert "watching" not in web._Page(article_bot).status()
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,17 +18,20 @@ from assistant.settings import AssistantError, Settings
 from assistant.web.binding import check_bind, is_loopback
 from assistant.web.examples import example_questions
 from assistant.web.handlers import _Page
-from assistant.web.render import chat_placeholder, status_line
+from assistant.web.render import chat_placeholder
 from assistant.web.uploads import upload_folder
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
+    from assistant.watch import CorpusWatcher
 
 log = logging.getLogger(__name__)
 
 CSS_FILE = Path(__file__).parent / "static" / "page.css"
 CSS = CSS_FILE.read_text(encoding="utf-8")
 """The page's style sheet (``static/page.css``), passed to gradio at launch."""
+STATUS_REFRESH_S = 2.0
+"""How often an open page refreshes its status line while the corpus is watched."""
 
 
 def _theme() -> Any:
@@ -40,9 +43,18 @@ def _theme() -> Any:
                           font=system, font_mono=mono)
 
 
-def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Blocks:
-    """The chat page of ``bot``. ``examples`` defaults to questions drawn from the corpus."""
+def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
+              watcher: CorpusWatcher | None = None) -> gr.Blocks:
+    """The chat page of ``bot``. ``examples`` defaults to questions drawn from the corpus.
+
+    With a ``watcher`` (:class:`assistant.watch.CorpusWatcher`) of the corpus, the status
+    line says what it did last, refreshed every ``STATUS_REFRESH_S`` seconds, and its ingests
+    hold the page's write lock (unless it has a lock of its own), as uploads do."""
     page = _Page(bot)
+    if watcher is not None:
+        page.watcher = watcher
+        if watcher.lock is None:
+            watcher.lock = page.guard.write
     settings = bot.settings
     if examples is None:
         examples = example_questions(bot)
@@ -57,7 +69,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             "the corpus, with every answer quoting its sources. Open a source to read the quote "
             "in its paragraph.</p></div>"
         )
-        status = gr.HTML(status_line(bot), elem_id="qa-status")
+        status = gr.HTML(page.status(), elem_id="qa-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=420):
                 chatbot = gr.Chatbot(
@@ -142,7 +154,9 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             concurrency_limit=1, concurrency_id="ingest",
         ).then(page.example_update, None, chatbot, **quick
                ).then(lambda: None, None, files, **quick)
-        app.load(lambda: status_line(bot), None, status, **quick)
+        app.load(page.status, None, status, **quick)
+        if watcher is not None:
+            gr.Timer(STATUS_REFRESH_S).tick(page.status, None, status, **quick)
         # A page opened after an upload shows the examples as they are now.
         app.load(page.example_update, None, chatbot, **quick)
 
