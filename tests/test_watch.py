@@ -1,10 +1,14 @@
 """The live corpus (assistant/watch.py): which changes count, the watcher's status line, new,
 edited and deleted articles answered within seconds, failed ingests reported and retried,
-and the page's status line."""
+and `assistant serve` with and without --no-watch (real processes, marked slow)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +22,7 @@ from assistant.corpus import read_text
 from assistant.settings import AssistantError, Settings
 from assistant.types import IngestReport
 from assistant.watch import ArticleFilter, CorpusWatcher, WatchStatus, counts, error_line
-from tests.conftest import build_bot
+from tests.conftest import ARTICLE, build_bot
 
 LIBRARY = """Port Wren Library Extends Its Opening Hours
 
@@ -291,3 +295,141 @@ def test_stop_ends_the_thread(tmp_path: Path) -> None:
     watcher.stop()
     assert not watcher.status().watching and time.monotonic() - started < 5
     assert bot.calls == 0
+
+
+# --------------------------------------------------------------------------------------------
+# `assistant serve` in a process of its own
+# --------------------------------------------------------------------------------------------
+class Served:
+    """``assistant serve`` on a free port over ``corpus``; stdout lines are collected."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        from tests.load_web import free_port
+
+        self.corpus = tmp_path / "corpus"
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+        env.update(ANONYMIZED_TELEMETRY="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        self.err_path = tmp_path / "serve.err"
+        self._err = self.err_path.open("w")  # a file: an undrained pipe would block
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "assistant.cli", "serve", "--corpus", str(self.corpus),
+             "--store", str(tmp_path / "store"), "--port", str(self.port), *extra],
+            cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE,
+            stderr=self._err, text=True)
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 180
+        while not any("Chat page:" in line for line in self.lines):
+            line = self.proc.stdout.readline()
+            assert line, f"serve exited: {self.proc.wait()} {self.err_path.read_text()[-2000:]}"
+            self.lines.append(line)
+            assert time.monotonic() < deadline, "the page did not come up"
+        from gradio_client import Client
+
+        self.client = Client(f"http://127.0.0.1:{self.port}/", verbose=False,
+                             analytics_enabled=False)
+
+    def ask(self, question: str) -> dict[str, Any]:
+        return self.client.predict(question, api_name="/ask")
+
+    def status_line(self) -> str:
+        """The page's status line as its timer fetches it (the tick event, over HTTP)."""
+        import json
+        import urllib.request
+
+        base = f"http://127.0.0.1:{self.port}/"
+        with urllib.request.urlopen(base + "config", timeout=30) as r:
+            config = json.load(r)
+        tick = next(d for d in config["dependencies"]
+                    if any(event == "tick" for _, event in d["targets"]))
+        body = {"data": [], "fn_index": tick["id"], "trigger_id": tick["targets"][0][0],
+                "session_hash": "watch-test"}
+        request = urllib.request.Request(base + "gradio_api/run/predict",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return str(json.load(r)["data"][0])
+
+    def stop(self) -> int:
+        self.client.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._err.close()
+        return code
+
+
+def _page_corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(ARTICLE, corpus / ARTICLE.name)
+    (corpus / "library.txt").write_text(LIBRARY, encoding="utf-8")
+    return corpus
+
+
+def _says(answer: dict[str, Any], text: str, corpus: Path) -> bool:
+    """The page's answer says ``text``, citing library.txt, every quote the file's span now."""
+    said = f"{answer.get('short_answer') or ''} {answer['answer']}"
+    if answer["abstained"] or text not in said:
+        return False
+    for c in answer["citations"]:
+        assert read_text(corpus / c["file"])[c["start"]:c["end"]] == c["quote"]
+    return any(c["file"] == "library.txt" for c in answer["citations"])
+
+
+@pytest.mark.slow
+def test_assistant_serve_answers_from_an_edited_file_within_seconds(tmp_path: Path) -> None:
+    corpus = _page_corpus(tmp_path)
+    served = Served(tmp_path)
+    try:
+        assert any(f"Watching {corpus}/ for changes" in line for line in served.lines)
+        assert _says(served.ask(Q_PETITION), "1,200", corpus)
+        (corpus / "library.txt").write_text(LIBRARY.replace("1,200", "1,850"),
+                                            encoding="utf-8")
+        edited = time.monotonic()
+
+        def edited_answer() -> dict[str, Any] | None:
+            answer = served.ask(Q_PETITION)
+            return answer if _says(answer, "1,850", corpus) else None
+
+        answer = wait_for(edited_answer, 30, "the page answers from the edited file")
+        print(f"\nthe edit answered after {time.monotonic() - edited:.1f} s")
+        assert not answer.get("notice")  # ingested, not merely noticed as changed
+        quote = next(c for c in answer["citations"] if "1,850" in c["quote"])
+        assert quote["file"] == "library.txt"
+        assert read_text(corpus / "library.txt")[quote["start"]:quote["end"]] == quote["quote"]
+        status = served.status_line()
+        assert f"watching {corpus}/ · updated " in status and ": 1 changed</span>" in status
+    finally:
+        code = served.stop()
+    assert code == 0, served.err_path.read_text()[-2000:]
+
+
+@pytest.mark.slow
+def test_assistant_serve_no_watch_does_not_pick_up_the_edit(tmp_path: Path) -> None:
+    corpus = _page_corpus(tmp_path)
+    served = Served(tmp_path, "--no-watch")
+    try:
+        assert not any("Watching" in line for line in served.lines)
+        with pytest.raises(StopIteration):  # no watcher: no timer refreshing the status line
+            served.status_line()
+        assert _says(served.ask(Q_PETITION), "1,200", corpus)
+        (corpus / "library.txt").write_text(LIBRARY.replace("1,200", "1,850"),
+                                            encoding="utf-8")
+        # The page sees the file changed (the notice) but its index stays as it was: for
+        # well beyond the time the watcher takes, no answer says the new number.
+        wait_for(lambda: "changed since the last ingest" in (served.ask(Q_PETITION).get(
+            "notice") or ""), 30, "the changed file noticed")
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            answer = served.ask(Q_PETITION)
+            assert "1,850" not in f"{answer.get('short_answer')} {answer['answer']}"
+            assert "changed since the last ingest" in (answer.get("notice") or "")
+            time.sleep(0.5)
+    finally:
+        code = served.stop()
+    assert code == 0, served.err_path.read_text()[-2000:]

@@ -220,15 +220,36 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def serve(bot: Assistant, *, host: str | None = None, port: int | None = None,
-          auth: str | None = None) -> int:
+          auth: str | None = None, watch: bool = True) -> int:
     """Serve the chat page (default http://127.0.0.1:7860), print its URL and block until
-    interrupted. A non-loopback ``host`` requires ``auth`` (``user:password``)."""
+    interrupted. A non-loopback ``host`` requires ``auth`` (``user:password``).
+
+    ``watch`` (the default) ingests the corpus folder's changes as they happen
+    (:class:`assistant.watch.CorpusWatcher`), stopped with the page."""
     settings = bot.settings
     host = host or settings.host
     port = int(port or settings.port)
     credentials = check_bind(host, auth if auth is not None else settings.auth)
-    app = build_app(bot)
+    watcher = None
+    if watch:
+        from assistant.watch import CorpusWatcher
+
+        watcher = CorpusWatcher(bot).start()  # first: changes from now on are ingested
+    try:
+        return _serve_page(bot, watcher, host, port, credentials)
+    finally:
+        if watcher is not None:
+            watcher.stop(timeout=5)
+
+
+def _serve_page(bot: Assistant, watcher: CorpusWatcher | None, host: str, port: int,
+                credentials: tuple[str, str] | None) -> int:
+    settings = bot.settings
+    app = build_app(bot, watcher=watcher)
     url = launch(app, settings, host=host, port=port, credentials=credentials)
+    if watcher is not None:
+        print(f"Watching {upload_folder(settings)} for changes (--no-watch to turn off)",
+              flush=True)
     shown = url if is_loopback(host) or host in ("0.0.0.0", "::") else f"http://{host}:{port}/"
     extra = " (all interfaces; password required)" if not is_loopback(host) else ""
     print(f"Chat page: {shown}{extra}  (Ctrl+C to stop)", flush=True)
