@@ -56,6 +56,13 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = ""
         time.sleep(0.1)
 
 
+def save(path: Path, text: str) -> None:
+    """Write ``path`` at once: a hidden temporary file renamed over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
 # --------------------------------------------------------------------------------------------
 # Which changes count
 # --------------------------------------------------------------------------------------------
@@ -193,7 +200,9 @@ def test_new_edited_and_deleted_articles_are_answered_within_seconds(watched: An
     assert wait_for(lambda: watcher.status().updated == (1, 0, 0), 10)
     assert "updated" in watcher.status().summary() and "1 new" in watcher.status().summary()
 
-    (corpus / "library.txt").write_text(LIBRARY.replace("1,200", "1,850"), encoding="utf-8")
+    # Saved as editors save: a temporary file renamed over the article, one change (written
+    # in place, a batch might see the file empty first and count it removed, then new).
+    save(corpus / "library.txt", LIBRARY.replace("1,200", "1,850"))
     wait_for(lambda: _cites(bot.ask(Q_PETITION), "library.txt", "1,850", corpus), 30,
              "the edited number")
     assert wait_for(lambda: watcher.status().updated == (0, 1, 0), 10)
@@ -215,7 +224,7 @@ def test_temporary_and_other_files_start_no_ingest(watched: Any) -> None:
     (corpus / ".library.txt.swp").write_text("x")
     (corpus / "photo.jpg").write_bytes(b"\xff\xd8")
     (corpus / "library.txt~").write_text(LIBRARY)
-    (corpus / "marker.txt").write_text(BAKERY)  # an article: the batch that counts
+    save(corpus / "marker.txt", BAKERY)  # an article: the one change that counts
     wait_for(lambda: watcher.status().updated == (1, 0, 0), 30, "the article ingested")
     assert watcher.status().ingests == 1
 
