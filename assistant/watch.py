@@ -61,7 +61,7 @@ class ArticleFilter:
 
     def __call__(self, change: Change, path: str) -> bool:
         """True when ``change`` of ``path`` may change what the corpus holds."""
-        p = Path(path)
+        p = Path(os.path.abspath(path))  # "corpus/../corpus/a.txt" as "corpus/a.txt"
         if p == self.corpus:
             return True  # the folder itself went away or came back
         try:
@@ -249,7 +249,7 @@ class CorpusWatcher:
         nothing changed: the first one says it is watching, and a failed ingest (or the
         catch-up after watching anew) is tried on the first one ``retry`` seconds after.
         """
-        changes = watch(self.corpus, watch_filter=self.filter, debounce=self.debounce_ms,
+        changes = watch(self.filter.corpus, watch_filter=self.filter, debounce=self.debounce_ms,
                         step=self.step_ms, stop_event=self._stop, rust_timeout=HEARTBEAT_MS,
                         yield_on_timeout=True, raise_interrupt=False)
         pending, failed_at = catch_up, -math.inf
@@ -264,7 +264,8 @@ class CorpusWatcher:
                         log.info("corpus changes: %s", sorted(p for _, p in batch)[:20])
                     pending = not self._ingest()
                     failed_at = time.monotonic()
-                root_gone = any(Path(p) == self.filter.corpus for _, p in batch)
+                root_gone = any(Path(os.path.abspath(p)) == self.filter.corpus
+                                for _, p in batch)
                 if root_gone or not self.corpus.is_dir():
                     return True  # the notifier lost its folder: watch it again once back
         finally:

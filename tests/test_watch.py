@@ -101,6 +101,18 @@ def test_the_filter_takes_new_folders_and_the_corpus_itself_but_nothing_outside(
     assert keep(Change.deleted, str(corpus))
     assert not keep(Change.added, str(tmp_path / "elsewhere.txt"))
     assert not keep(Change.modified, str(corpus / "sub"))  # a folder's own time stamp
+    assert keep(Change.modified, str(corpus / ".." / "corpus" / "a.txt"))
+    assert ArticleFilter(corpus / "sub" / "..")(Change.added, str(corpus / "a.txt"))
+
+
+def test_a_corpus_given_with_dots_is_watched(tmp_path: Path) -> None:
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "other").mkdir()
+    bot = FlakyBot(tmp_path / "other" / ".." / "corpus", [])
+    with CorpusWatcher(bot, debounce_ms=300, step_ms=50) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_ready()
+        save(tmp_path / "corpus" / "a.txt", "An article.")
+        wait_for(lambda: bot.calls == 1, 10, "the change seen")
 
 
 # --------------------------------------------------------------------------------------------
