@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--auth", help="user:password, required off loopback (ASSISTANT_AUTH)")
     p.add_argument("--no-ingest", action="store_true", help="do not ingest before serving")
+    p.add_argument("--no-watch", action="store_true",
+                   help="do not watch the corpus folder (by default its changes are ingested "
+                   "within seconds)")
 
     p = sub.add_parser("eval", help="score answers against gold questions")
     _common(p)
@@ -340,7 +343,7 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
         print(bot.ingest().summary(), flush=True)
     else:
         bot.status()  # an unreachable or damaged store is an error now, not on each question
-    return serve(bot)
+    return serve(bot, watch=not args.no_watch)
 
 
 def _eval(bot: Any, args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@
 blocks. The page shows streamed answers with inline markers ``[1]``, each followed by its
 sources (title, file, the quoted sentence highlighted inside its paragraph); abstentions with
 the closest passages, marked as not an answer; example questions; retry, undo and clear; a
-status line; and an upload box that adds ``.txt``/``.md`` articles to the corpus.
+status line (refreshed while ``serve`` watches the corpus folder); and an upload box that
+adds ``.txt``/``.md`` articles to the corpus.
 
 API (for ``gradio_client`` users)::
 
@@ -24,7 +25,7 @@ The modules, none of them importing a later one:
 - :mod:`~assistant.web.binding`: loopback hosts and the password other hosts need;
 - :mod:`~assistant.web.uploads`: safe names for uploaded articles, saving them;
 - :mod:`~assistant.web.render`: the HTML of answers, sources, abstentions, errors and the
-  status line;
+  status line (with the corpus watcher's state, :mod:`assistant.watch`, when it runs);
 - :mod:`~assistant.web.examples`: example questions drawn from the corpus;
 - :mod:`~assistant.web.locking`: the read-write lock between questions and ingests;
 - :mod:`~assistant.web.sessions`: a browser conversation kept in sync with its ChatSession;
@@ -65,6 +66,7 @@ from assistant.web.render import (
     chat_placeholder,
     error_message,
     highlight,
+    index_status,
     paragraph_bounds,
     render_abstention,
     render_answer,
@@ -73,6 +75,7 @@ from assistant.web.render import (
     render_pending,
     render_user,
     status_line,
+    watch_status,
 )
 from assistant.web.sessions import Conversation, Turn
 from assistant.web.uploads import safe_filename, save_upload, upload_folder
@@ -97,6 +100,7 @@ __all__ = [
     "error_message",
     "example_questions",
     "highlight",
+    "index_status",
     "is_loopback",
     "launch",
     "merge_examples",
@@ -113,4 +117,5 @@ __all__ = [
     "serve",
     "status_line",
     "upload_folder",
+    "watch_status",
 ]

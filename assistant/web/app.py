@@ -18,17 +18,20 @@ from assistant.settings import AssistantError, Settings
 from assistant.web.binding import check_bind, is_loopback
 from assistant.web.examples import example_questions
 from assistant.web.handlers import _Page
-from assistant.web.render import chat_placeholder, status_line
+from assistant.web.render import chat_placeholder
 from assistant.web.uploads import upload_folder
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
+    from assistant.watch import CorpusWatcher
 
 log = logging.getLogger(__name__)
 
 CSS_FILE = Path(__file__).parent / "static" / "page.css"
 CSS = CSS_FILE.read_text(encoding="utf-8")
 """The page's style sheet (``static/page.css``), passed to gradio at launch."""
+STATUS_REFRESH_S = 2.0
+"""How often an open page refreshes its status line while the corpus is watched."""
 
 
 def _theme() -> Any:
@@ -40,9 +43,18 @@ def _theme() -> Any:
                           font=system, font_mono=mono)
 
 
-def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Blocks:
-    """The chat page of ``bot``. ``examples`` defaults to questions drawn from the corpus."""
+def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
+              watcher: CorpusWatcher | None = None) -> gr.Blocks:
+    """The chat page of ``bot``. ``examples`` defaults to questions drawn from the corpus.
+
+    With a ``watcher`` (:class:`assistant.watch.CorpusWatcher`) of the corpus, the status
+    line says what it did last, refreshed every ``STATUS_REFRESH_S`` seconds, and its ingests
+    hold the page's write lock (unless it has a lock of its own), as uploads do."""
     page = _Page(bot)
+    if watcher is not None:
+        page.watcher = watcher
+        if watcher.lock is None:
+            watcher.lock = page.guard.write
     settings = bot.settings
     if examples is None:
         examples = example_questions(bot)
@@ -57,7 +69,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             "the corpus, with every answer quoting its sources. Open a source to read the quote "
             "in its paragraph.</p></div>"
         )
-        status = gr.HTML(status_line(bot), elem_id="qa-status")
+        status = gr.HTML(page.status(), elem_id="qa-status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=420):
                 chatbot = gr.Chatbot(
@@ -142,7 +154,9 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None) -> gr.Bl
             concurrency_limit=1, concurrency_id="ingest",
         ).then(page.example_update, None, chatbot, **quick
                ).then(lambda: None, None, files, **quick)
-        app.load(lambda: status_line(bot), None, status, **quick)
+        app.load(page.status, None, status, **quick)
+        if watcher is not None:
+            gr.Timer(STATUS_REFRESH_S).tick(page.status, None, status, **quick)
         # A page opened after an upload shows the examples as they are now.
         app.load(page.example_update, None, chatbot, **quick)
 
@@ -206,15 +220,36 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def serve(bot: Assistant, *, host: str | None = None, port: int | None = None,
-          auth: str | None = None) -> int:
+          auth: str | None = None, watch: bool = True) -> int:
     """Serve the chat page (default http://127.0.0.1:7860), print its URL and block until
-    interrupted. A non-loopback ``host`` requires ``auth`` (``user:password``)."""
+    interrupted. A non-loopback ``host`` requires ``auth`` (``user:password``).
+
+    ``watch`` (the default) ingests the corpus folder's changes as they happen
+    (:class:`assistant.watch.CorpusWatcher`), stopped with the page."""
     settings = bot.settings
     host = host or settings.host
     port = int(port or settings.port)
     credentials = check_bind(host, auth if auth is not None else settings.auth)
-    app = build_app(bot)
+    watcher = None
+    if watch:
+        from assistant.watch import CorpusWatcher
+
+        watcher = CorpusWatcher(bot).start()  # first: changes from now on are ingested
+    try:
+        return _serve_page(bot, watcher, host, port, credentials)
+    finally:
+        if watcher is not None:
+            watcher.stop(timeout=5)
+
+
+def _serve_page(bot: Assistant, watcher: CorpusWatcher | None, host: str, port: int,
+                credentials: tuple[str, str] | None) -> int:
+    settings = bot.settings
+    app = build_app(bot, watcher=watcher)
     url = launch(app, settings, host=host, port=port, credentials=credentials)
+    if watcher is not None:
+        print(f"Watching {upload_folder(settings)} for changes (--no-watch to turn off)",
+              flush=True)
     shown = url if is_loopback(host) or host in ("0.0.0.0", "::") else f"http://{host}:{port}/"
     extra = " (all interfaces; password required)" if not is_loopback(host) else ""
     print(f"Chat page: {shown}{extra}  (Ctrl+C to stop)", flush=True)

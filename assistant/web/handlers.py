@@ -22,18 +22,21 @@ from assistant.web.render import (
     _esc,
     chat_placeholder,
     error_message,
+    index_status,
     render_answer,
     render_error,
     render_partial,
     render_pending,
     render_user,
     status_line,
+    watch_status,
 )
 from assistant.web.sessions import Conversation, Turn, _last_user_index, _user_count
 from assistant.web.uploads import save_upload, upload_folder
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
+    from assistant.watch import CorpusWatcher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,27 @@ class _Page:
         self.guard = ReadWriteLock()
         self.reader = SourceReader(Path(self.settings.corpus))
         self.examples: list[str] = []  # shown on an empty chat; uploads add to them
+        self.watcher: CorpusWatcher | None = None  # set when the corpus folder is watched
+        self._uploads = 0  # ingests of uploads, which change the index
+        self._index_html: tuple[tuple[int, int], str] | None = None
+
+    def status(self) -> str:
+        """The status line (HTML): the index, and the watcher's state when there is one.
+
+        The page asks for it every few seconds while the corpus is watched; the index's
+        part (which reads every chunk's metadata) is made again only after an ingest."""
+        watcher = self.watcher
+        if watcher is None:
+            return status_line(self.bot)
+        watch = watcher.status()
+        key = (watch.ingests, self._uploads)
+        cached = self._index_html
+        if cached is not None and cached[0] == key:
+            index = cached[1]
+        else:
+            index = index_status(self.bot)
+            self._index_html = (key, index)
+        return index + watch_status(watch)
 
     # -- chat -----------------------------------------------------------------------------
     def _conversation(self, conv: Conversation | None) -> Conversation:
@@ -183,7 +207,7 @@ class _Page:
     def upload(self, files: list[str] | str | None) -> tuple[str, str]:
         """Save uploaded .txt/.md files into the corpus and ingest them."""
         if not files:
-            return "", status_line(self.bot)
+            return "", self.status()
         if isinstance(files, str):
             files = [files]
         limit = self.settings.max_upload_bytes
@@ -214,6 +238,7 @@ class _Page:
             try:
                 with self.guard.write():
                     report = self.bot.ingest()
+                self._uploads += 1
                 lines.append("<div class='qa-upload-ok'>Added "
                              + ", ".join(f"<code>{_esc(s)}</code>" for s in saved)
                              + f" to <code>{_esc(upload_folder(self.settings))}</code>. "
@@ -226,9 +251,10 @@ class _Page:
                                      f"</code>: {_esc(reason)}</div>")
                 self.add_examples([p for p in paths if p.name not in skipped])
             except Exception as exc:
+                self._uploads += 1  # a failed ingest may have changed the index too
                 if not isinstance(exc, AssistantError):
                     log.exception("ingest after upload failed")
                 lines.append("<div class='qa-upload-bad'>Saved, but indexing failed: "
                              f"{_esc(error_message(exc))}</div>")
         lines += [f"<div class='qa-upload-bad'>Not added: {p}</div>" for p in problems]
-        return "".join(lines), status_line(self.bot)
+        return "".join(lines), self.status()

@@ -18,6 +18,7 @@ from assistant.types import Answer, Citation, Passage
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
+    from assistant.watch import WatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +220,15 @@ def error_message(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "…"
 
 
-def status_line(bot: Assistant) -> str:
-    """``1 article · 3 chunks indexed · extractive answers`` (Markdown)."""
+def status_line(bot: Assistant, watch: WatchStatus | None = None) -> str:
+    """``1 article · 3 chunks indexed · extractive answers`` (HTML), then, when the corpus is
+    watched, what the watcher did last: ``watching corpus/ · updated 10:42:05: 1 changed``
+    (or its one-line error)."""
+    return index_status(bot) + (watch_status(watch) if watch is not None else "")
+
+
+def index_status(bot: Assistant) -> str:
+    """The index's part of the status line: articles, chunks and the answer backend."""
     try:
         st = bot.status()
     except Exception as exc:
@@ -237,6 +245,17 @@ def status_line(bot: Assistant) -> str:
     return (f"<span class='qa-status'><b>{articles:,}</b> article{'s' if articles != 1 else ''}"
             f" · <b>{chunks:,}</b> chunk{'s' if chunks != 1 else ''} indexed"
             f" · {_esc(label)}</span>")
+
+
+def watch_status(watch: WatchStatus) -> str:
+    """The watcher's part of the status line: busy while it ingests, red when its last
+    ingest failed or it is not watching."""
+    classes = ["qa-status", "qa-watch"]
+    if watch.ingesting:
+        classes.append("qa-status-busy")
+    elif watch.error is not None or not watch.watching:
+        classes.append("qa-status-bad")
+    return f" <span class='{' '.join(classes)}'>{_esc(watch.summary())}</span>"
 
 
 def chat_placeholder(has_examples: bool) -> str:
