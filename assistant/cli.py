@@ -254,8 +254,18 @@ def require_ingested(bot: Any) -> None:
         if not settings.chroma_url and not (
                 settings.store / "chroma" / "chroma.sqlite3").is_file():
             return False
-        bot.store.refresh()
-        return bool(bot.store.exists() and bot.store.count() > 0)
+        for _ in range(3):
+            bot.store.refresh()
+            try:
+                if bot.store.exists() and bot.store.count() > 0:
+                    return True
+            except AssistantError:
+                if bot.store.current_generation() == bot.store.generation:
+                    raise
+                continue  # a rebuild switched generations meanwhile: look at the new one
+            if bot.store.current_generation() == bot.store.generation:
+                return False
+        return False
 
     if ingested() or (bot.store.wait_for_ingest() and ingested()):
         return

@@ -661,6 +661,20 @@ class Store:
         return self._sentences
 
     def _open(self, name: str) -> Any:
+        if not self._pinned:
+            # A reader's generation deleted by a rebuild (which moved the pointer first):
+            # follow the pointer rather than create the deleted collection anew.
+            try:
+                with self._guard():
+                    try:
+                        self.client.get_collection(name, embedding_function=None)
+                    except Exception as exc:
+                        if type(exc).__name__ != "NotFoundError":
+                            raise
+                        if self.refresh():
+                            return self._open(self.name)
+            except AssistantError:
+                pass  # the get_or_create below says what is wrong
         try:
             col = self.client.get_or_create_collection(
                 name, embedding_function=None,
