@@ -249,13 +249,31 @@ def with_options(answer: Answer, args: argparse.Namespace) -> Answer:
 
 def require_ingested(bot: Any) -> None:
     """Raise the "store is empty" error unless the store holds this corpus's chunks, without
-    creating anything: no store folders, no collection."""
-    empty = AssistantError("the store is empty: run `assistant ingest` first")
+    creating anything: no store folders, no collection. While the first ingest runs, wait
+    briefly for it, then say how far it is instead."""
     settings = bot.settings
-    if not settings.chroma_url and not (settings.store / "chroma" / "chroma.sqlite3").is_file():
-        raise empty
-    if not bot.store.exists() or bot.store.count() == 0:
-        raise empty
+
+    def ingested() -> bool:
+        if not settings.chroma_url and not (
+                settings.store / "chroma" / "chroma.sqlite3").is_file():
+            return False
+        for _ in range(3):
+            bot.store.refresh()
+            try:
+                if bot.store.exists() and bot.store.count() > 0:
+                    return True
+            except AssistantError:
+                if bot.store.current_generation() == bot.store.generation:
+                    raise
+                continue  # a rebuild switched generations meanwhile: look at the new one
+            if bot.store.current_generation() == bot.store.generation:
+                return False
+        return False
+
+    if ingested() or (bot.store.wait_for_ingest() and ingested()):
+        return
+    raise AssistantError(bot.store.ingest_notice(complete_index=False)
+                         or "the store is empty: run `assistant ingest` first")
 
 
 def _ask(bot: Any, args: argparse.Namespace) -> int:

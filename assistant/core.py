@@ -50,12 +50,13 @@ class Assistant:
         self._embed: Any = None
         self._store: Any = None
         self._retriever: Any = None
-        self._fingerprint: str | None = None
+        self._key: tuple[str, str] | None = None  # (generation's name, fingerprint) of it
         self._tagger = EntityTagger()
         self._extractive: ExtractiveAnswerer | None = None
         self._words: OrderedDict[str, np.ndarray] = OrderedDict()
         self._word_file: Any = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the retriever and store swaps: held briefly
+        self._ingesting = threading.Lock()  # one ingest at a time; questions go on meanwhile
         self._files = CorpusFiles(self.settings.corpus,
                                   math.ceil(self.settings.max_file_mb * 1024 * 1024))
         self.check_files = True
@@ -96,44 +97,76 @@ class Assistant:
         return self._store
 
     def _retriever_for_query(self) -> Any:
+        """The retriever of the store's current generation and fingerprint. While an
+        ingest runs (here or in another process) it is the one of the last complete index:
+        the one in use, or one over the persisted BM25 index; with none, the question waits
+        briefly for the ingest to end, then :class:`IngestRunning` says how far it is."""
         from assistant.retrieval import HybridRetriever
+        from assistant.store import IngestRunning
 
-        with self._lock:
-            fingerprint = self.store.fingerprint()
-            if self._retriever is None or fingerprint != self._fingerprint:
-                self._retriever = HybridRetriever(self.store, self.embed_model,
-                                                  self.settings.top_k)
-                self._fingerprint = fingerprint
-                if self._extractive is not None:
-                    self._extractive.corpus_articles = self._retriever.articles
-            return self._retriever
+        waited = False
+        while True:
+            with self._lock:
+                store = self.store
+                store.refresh()  # a rebuild switched generations: follow it
+                fingerprint = store.fingerprint()
+                key = (store.name, fingerprint)
+                if self._retriever is not None and key == self._key:
+                    return self._retriever
+                running = store.ingest_progress() is not None
+                if (running and self._retriever is not None and self._key is not None
+                        and self._key[0] == store.name):
+                    return self._retriever  # the ingest has not completed the store yet
+                try:
+                    retriever = HybridRetriever(store, self.embed_model, self.settings.top_k,
+                                                during_ingest=running)
+                except IngestRunning:
+                    if waited:
+                        raise
+                else:
+                    self._retriever, self._key = retriever, key
+                    if self._extractive is not None:
+                        self._extractive.corpus_articles = retriever.articles
+                    return retriever
+            waited = True
+            store.wait_for_ingest()
 
     # -- public API ---------------------------------------------------------------------------
     def ingest(self, rebuild: bool = False, progress: Any = None) -> IngestReport:
-        """Bring the store up to date with the corpus (only new or changed files are embedded)."""
+        """Bring the store up to date with the corpus (only new or changed files are
+        embedded). Questions asked meanwhile are answered from the last complete index."""
         from assistant.ingest import ingest
 
-        with self._lock:
-            report = ingest(self.settings, self.store, self.embed_model, rebuild=rebuild,
-                            progress=progress, on_complete=self._update_word_vectors)
-            self._retriever = None
-            return report
+        with self._ingesting:
+            writer = self.store.writer()
+            try:
+                return ingest(self.settings, writer, self.embed_model, rebuild=rebuild,
+                              progress=progress, on_complete=self._update_word_vectors)
+            finally:
+                with self._lock:
+                    self._store = writer  # at the generation it completed
+                    self._retriever = self._key = None
 
     def _stored_words(self) -> Any:
-        if self._word_file is None:
-            from assistant.embedding import WordVectors
+        from assistant.embedding import WordVectors
 
-            self._word_file = WordVectors(self.settings.store / "words" / self.store.name)
+        folder = self.settings.store / "words" / self.store.name
+        if self._word_file is None or self._word_file.dir != folder:
+            self._word_file = WordVectors(folder)
         return self._word_file
 
     def _update_word_vectors(self, previous: str = "", new_words: set[str] | None = None,
-                             complete: bool = False) -> None:
+                             complete: bool = False, store: Any = None) -> None:
         """Embed the vocabulary of the stored chunks once, so that questions find their
         candidates' word vectors ready. After an ingest only the words of the chunks it
         wrote (``new_words``) are looked at, when the word file was up to date with the
-        store before it (``previous``) or they are the whole corpus's (``complete``)."""
-        fingerprint = self.store.fingerprint()
-        words_file = self._stored_words()
+        store before it (``previous``) or they are the whole corpus's (``complete``).
+        ``store`` is the generation the ingest wrote (default: the current one)."""
+        from assistant.embedding import WordVectors
+
+        store = self.store if store is None else store
+        fingerprint = store.fingerprint()
+        words_file = WordVectors(self.settings.store / "words" / store.name)
         have = words_file.fingerprint()
         if not fingerprint or have == fingerprint:
             return
@@ -141,7 +174,7 @@ class Assistant:
             vocab = new_words
         else:
             vocab = set()
-            for _, text, _ in self.store.iter_chunks():
+            for _, text, _ in store.iter_chunks():
                 vocab |= vocabulary(text or "")
         try:
             words_file.update(vocab, self.embed_model, fingerprint)
@@ -150,13 +183,14 @@ class Assistant:
 
     def status(self) -> dict[str, Any]:
         """Articles and chunks indexed, and the active answer backend."""
+        self.store.refresh()
         docs = self.store.stored_docs() if self.store.exists() else {}
         return {
             "articles": len(docs),
             "chunks": sum(d.present for d in docs.values()),
             "backend": "llm" if self.settings.llm_enabled else "extractive",
             "store": str(self.settings.chroma_url or self.settings.store),
-            "collection": self.settings.collection_name,
+            "collection": self.store.name,
         }
 
     def check_question(self, question: str) -> str:
@@ -199,7 +233,8 @@ class Assistant:
             answer = confirm(answer, self._files, changes, ABSTAIN_TEXT)
         if on_token is not None and not self.settings.llm_enabled:
             on_token(answer.text)
-        answer.notice = merge_notices(answer.notice, changes.notice())
+        answer.notice = merge_notices(self.store.ingest_notice(), answer.notice,
+                                      changes.notice())
         answer.question = text
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
@@ -229,25 +264,44 @@ class Assistant:
                 q.answer_type = earlier.answer_type
         context = clean_text(context)[-2000:] if context else None
         query = f"{text} {context}" if context else text
-        try:
-            retriever = self._retriever_for_query()
-            vectors = self.embed_model.embed([text, query] if context else [text])
-            hits = retriever.retrieve(query, vectors[-1])
-            if self.check_files:  # answer only from text that still stands in the files
-                hits = check_hits(hits, self._files,
-                                  Changes(self.settings.corpus) if changes is None else changes)
-            svecs = self._sentence_vectors(hits)
-        except AssistantError:
-            raise
-        except Exception as exc:  # a store that vanished mid-question
-            where = self.settings.chroma_url or self.settings.store
-            raise AssistantError(f"could not read the store at {where}: "
-                                 f"{type(exc).__name__}") from exc
+        vectors = self.embed_model.embed([text, query] if context else [text])
+        for attempt in range(3):
+            used = ""
+            try:
+                retriever = self._retriever_for_query()
+                used = retriever.store.name
+                hits = retriever.retrieve(query, vectors[-1])
+                if self.check_files:  # answer only from text that still stands in the files
+                    hits = check_hits(hits, self._files, Changes(self.settings.corpus)
+                                      if changes is None else changes)
+                svecs = self._sentence_vectors(hits)
+                break
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                    raise
+                # A rebuild in another process switched generations and deleted the one
+                # this question was reading: ask the new one.
+                if attempt < 2 and used and self._generation_moved(used):
+                    continue
+                if isinstance(exc, AssistantError):
+                    raise
+                where = self.settings.chroma_url or self.settings.store
+                raise AssistantError(f"could not read the store at {where}: "
+                                     f"{type(exc).__name__}") from exc
         qvec = vectors[0]
         if context:  # the follow-up's meaning, leaning on the earlier turn's
             qvec = qvec + CONTEXT_WEIGHT * vectors[1]
             qvec = qvec / max(float(np.linalg.norm(qvec)), 1e-9)
         return self._answerer.answer(q, hits, qvec, svecs, avoid=avoid)
+
+    def _generation_moved(self, used: str) -> bool:
+        """True when the pointer no longer names the generation ``used``."""
+        try:
+            with self._lock:
+                self.store.refresh()
+                return self.store.name != used
+        except AssistantError:
+            return False
 
     def _generate(self, question: str, extractive: Answer,
                   on_token: Callable[[str], None] | None) -> Answer:
@@ -276,13 +330,17 @@ class Assistant:
                 if (h.doc_id, s, e) not in at:
                     at.append((h.doc_id, s, e))
                 texts[sid] = h.text[s - h.start : e - h.start]
-        found = self.store.sentence_vectors(list(keys))
+        store = self.store
+        found = store.sentence_vectors(list(keys))
         missing = [i for i in keys if i not in found]
         if missing:
             vectors = self.embed_model.embed([texts[i] for i in missing])
             found.update(zip(missing, vectors, strict=True))
+            if store.current_generation() != store.generation:
+                missing = []  # a rebuild replaced it: keep nothing for a deleted generation
             try:
-                self.store.sentences.add(missing, [keys[i][0][0] for i in missing], vectors)
+                store.sentences.add(missing, [keys[i][0][0] for i in missing],
+                                    vectors[: len(missing)])
             except AssistantError as exc:  # a read-only store directory: embed each time
                 logging.getLogger(__name__).warning("could not store sentence vectors: %s",
                                                     exc)

@@ -31,7 +31,7 @@ from assistant.corpus import (
 )
 from assistant.retrieval import build_bm25, make_node
 from assistant.settings import AssistantError, Settings
-from assistant.store import Store, chunk_id, ingest_lock, sentence_id
+from assistant.store import IngestProgress, Store, chunk_id, ingest_lock, sentence_id
 from assistant.text import vocabulary
 from assistant.types import IngestReport
 
@@ -267,34 +267,43 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
 
 def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
            progress: Progress | None = None,
-           on_complete: Callable[[str, set[str], bool], None] | None = None
+           on_complete: Callable[[str, set[str], bool, Store], None] | None = None
            ) -> IngestReport:
     """Bring the store up to date with the corpus, embedding only new or changed articles.
 
-    ``on_complete(previous, new_words, complete)`` runs under the store's lock once the
-    store is complete: ``previous`` is the fingerprint the store had before, ``new_words``
-    the vocabulary of the chunks written, ``complete`` whether they are all the store holds.
+    ``on_complete(previous, new_words, complete, store)`` runs under the store's lock once
+    ``store`` (the generation written) is complete: ``previous`` is the fingerprint the
+    store had before, ``new_words`` the vocabulary of the chunks written, ``complete``
+    whether they are all the store holds.
+
+    ``rebuild`` writes a new generation beside the current one, which readers keep using
+    until the new one is complete and the pointer names it; ``store`` then follows it.
+    While the run lasts, its progress file tells readers how far it is.
     """
     started = time.perf_counter()
     report = IngestReport()
-    with ingest_lock(settings.store, settings.lock_timeout):
+    with (ingest_lock(settings.store, settings.lock_timeout),
+          IngestProgress(store, rebuild) as tracker):
         _remove_leftovers(settings.store)
+        if not rebuild:
+            store.drop_leftovers()
         max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
         if not rebuild and unchanged_corpus(settings, store, report, max_bytes):
             if on_complete:
-                on_complete(store.fingerprint(), set(), False)
+                on_complete(store.fingerprint(), set(), False, store)
             report.seconds = time.perf_counter() - started
             return report
         keep: set[str] = set()
         index_path = _index_path(settings, store)
         index = FileIndex(index_path, settings.corpus, max_bytes)
+        serving = store  # the generation readers use until a rebuild switches
         if rebuild:
             # Scan first: a bad corpus must not cost the store. The store itself may be
-            # damaged beyond opening: reset() then starts it afresh.
+            # damaged beyond opening: begin_rebuild() then starts it afresh.
             articles = scan(settings.corpus, report, keep=keep, max_bytes=max_bytes,
                             index=index)
-            FileIndex.drop(index_path)
-            store.reset()
+            store = store.begin_rebuild()
+            index_path = index.path = _index_path(settings, store)
             stored = {}
             previous, leftovers = "", False
         else:
@@ -339,12 +348,15 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             store.delete_doc(doc_id)
             report.removed += 1
         total = sum(len(a.body) for a in todo)
-        done = 0
+        done = files = 0
+        tracker.update(0, len(todo))
         new_words: set[str] = set()
         for group in _groups(todo):
             report.chunks_embedded += _write_group(settings, store, embed_model, group,
                                                    new_words)
             done += sum(len(a.body) for a in group)
+            files += len(group)
+            tracker.update(files, len(todo))
             if progress:
                 progress(done, total)
         held = store.stored_docs()
@@ -366,8 +378,10 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                                   chunks=store.count())
         index.save()
         if on_complete:
-            on_complete(previous, new_words, report.unchanged == 0 and not keep)
+            on_complete(previous, new_words, report.unchanged == 0 and not keep, store)
         report.chunks = store.count()
+        if rebuild:
+            serving.switch_to(store)  # readers move to the new generation
     report.seconds = time.perf_counter() - started
     return report
 
@@ -388,7 +402,8 @@ def _remove_leftovers(store_dir: Path) -> None:
     being deleted (``.*.deleting-*``). Only called under the ingest lock, only inside the
     store. (The word vectors are written after the lock is released: a concurrent writer's
     temporary directory removed here costs it a warning; the next ingest writes them.)"""
-    patterns = [(store_dir, ".*.deleting-*"), (store_dir / "chroma", ".*.deleting-*")]
+    patterns = [(store_dir, ".*.deleting-*"), (store_dir / "chroma", ".*.deleting-*"),
+                (store_dir / "generations", ".*.tmp")]
     for sub, prefix in (("bm25", ".bm25-*"), ("words", ".words-*")):
         patterns += [(store_dir / sub, prefix), (store_dir / sub, "*.old"),
                      (store_dir / sub, ".*.deleting-*")]
@@ -398,6 +413,8 @@ def _remove_leftovers(store_dir: Path) -> None:
         for leftover in folder.glob(pattern):
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
+            elif pattern.endswith(".tmp") and leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
 
 def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]]:
@@ -456,14 +473,23 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
                                    vectors[c_from + k]))
             new_words |= vocabulary(c.text)
-    log.info("clearing earlier records of %d article(s)", len(group))
-    store.delete_docs([a.doc_id for a in group])
+    # The new version goes in before the earlier one is deleted (ids carry the content
+    # hash), so that a reader meanwhile finds one version of each article or both, never
+    # none; an article holding both has more chunks than it says and is redone next time.
+    earlier = store.chunk_ids([a.doc_id for a in group])
+    new_ids = {n.node_id for n in nodes}
+    store.delete_chunks([i for i in earlier if i in new_ids])  # an interrupted write's
     if s_ids:
         log.info("writing %d sentences", len(s_ids))
         store.sentences.add(s_ids, s_docs, s_vectors)
     if nodes:
         log.info("writing %d chunks", len(nodes))
         _add_nodes(store, nodes)
+    log.info("clearing earlier records of %d article(s)", len(group))
+    store.delete_chunks([i for i in earlier if i not in new_ids])
+    store.sentences.delete_other_versions(
+        {a.doc_id: sentence_id(a.doc_id, a.sha256, 0, 0).rsplit("::", 1)[0] + "::"
+         for a in group})
     return len(nodes)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from assistant.settings import AssistantError
-from assistant.store import Store
+from assistant.store import IngestRunning, Store
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -177,15 +177,24 @@ class SparseIndex:
                                                              strict=True)]
 
 
-def load_bm25(store: Store, fingerprint: str) -> SparseIndex:
+def load_bm25(store: Store, fingerprint: str, during_ingest: bool = False) -> SparseIndex:
     """The persisted BM25 index when it matches the store, else a fresh build (kept in
-    memory when the store directory is read-only)."""
+    memory when the store directory is read-only).
+
+    ``during_ingest``: an ingest is writing the store, which then matches no index; the
+    persisted one, the last complete ingest's, is used whatever its fingerprint, and none
+    is built from the half-written store (:class:`IngestRunning` when there is none).
+    """
     target = _bm25_dir(store)
     try:
-        if (target / "fingerprint").read_text() == fingerprint and fingerprint:
+        have = (target / "fingerprint").read_text()
+        if have and (have == fingerprint or during_ingest):
             return SparseIndex.load(target)
     except (OSError, ValueError, KeyError) as exc:
         log.info("BM25 index at %s unusable (%s); rebuilding", target, exc)
+    if during_ingest:
+        raise IngestRunning(store.ingest_notice(complete_index=False)
+                            or "an ingest is running: ask again when it has finished")
     index = build_bm25(store, fingerprint)
     if index is None:
         raise AssistantError("the store is empty: run `assistant ingest` first")
@@ -203,16 +212,20 @@ def _node_meta(meta: dict[str, Any]) -> dict[str, Any]:
 class HybridRetriever:
     """BM25 + dense retrieval over one corpus, fused by reciprocal rank."""
 
-    def __init__(self, store: Store, embed_model: Any = None, top_k: int = 5) -> None:
+    def __init__(self, store: Store, embed_model: Any = None, top_k: int = 5,
+                 during_ingest: bool = False) -> None:
         self.store = store
         self.top_k = top_k
         self.embed_model = embed_model
         if store.count() == 0:
+            if during_ingest:
+                raise IngestRunning(store.ingest_notice(complete_index=False)
+                                    or "an ingest is running: ask again when it has finished")
             raise AssistantError(
                 "the store is empty: run `assistant ingest` first "
                 f"(corpus {store.settings.corpus}, store {store.settings.store})"
             )
-        self.bm25 = load_bm25(store, store.fingerprint())
+        self.bm25 = load_bm25(store, store.fingerprint(), during_ingest)
         self.pool = max(2 * top_k, 10)
         # Articles in the index (a chunk id starts with its article's id).
         self.articles = len({cid.split("::", 1)[0] for cid in self.bm25.ids})

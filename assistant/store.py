@@ -2,6 +2,14 @@
 (``PersistentClient``) or on a ``chroma run`` server, and its sentence vectors in a small
 SQLite table in the store directory.
 
+A store holds *generations* of a corpus's index: ``ingest --rebuild`` writes a new one beside
+the one readers use (a collection and files named ``<collection>-g<N>``; generation 0, the
+only one of stores made before generations, is plain ``<collection>``) and switches to it
+with an atomic pointer, ``<store>/generations/<collection>.json`` (on a Chroma server also
+the metadata of a ``<collection>-pointer`` collection). A reader keeps the generation it
+opened until the pointer changes. While an ingest runs it keeps a progress file beside the
+pointer, which readers show in one line.
+
 Sentence vectors are only ever looked up by id (the sentences of the retrieved chunks),
 never searched: a vector index over them would cost ingest time, disk and, once loaded,
 memory in proportion to the whole corpus for nothing.
@@ -29,6 +37,10 @@ from urllib.parse import urlparse
 from assistant.settings import AssistantError, Settings
 
 SCHEMA = "2"  # 2: sentence vectors moved from Chroma to SQLite
+GENERATIONS = "generations"
+"""The store's folder of generation pointers and ingest progress files."""
+INGEST_WAIT_S = 3.0
+"""How long a question with no complete index to use waits for a running ingest."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 log = logging.getLogger(__name__)
 
@@ -45,6 +57,102 @@ class StoredDoc:
     def complete(self) -> bool:
         """All chunks written: a crash mid-write leaves ``present < n_chunks``."""
         return self.present == self.n_chunks
+
+
+class IngestRunning(AssistantError):
+    """No complete index to answer from while an ingest runs (the message says so)."""
+
+
+def generation_name(base: str, generation: int) -> str:
+    """The collection (and file) name of ``generation`` of the collection ``base``."""
+    if generation <= 0:
+        return base
+    suffix = f"-g{generation}"
+    return base[: 63 - len(suffix)].rstrip("-._") + suffix
+
+
+def _pointer_collection(base: str) -> str:
+    return base[: 63 - len("-pointer")].rstrip("-._") + "-pointer"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A small JSON object file (None when missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: a reader
+    sees the old content or the new, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ingest_running(store: Path) -> bool:
+    """True while a process holds the store's ingest lock (a shared lock cannot be had)."""
+    try:
+        fd = os.open(store / "ingest.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _clock(stamp: float) -> str:
+    """A time of day (with the date when it is not today), as the notice shows it."""
+    when = time.localtime(stamp)
+    same_day = time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d")
+    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", when)
+
+
+class IngestProgress:
+    """The progress file of a running ingest (``<store>/generations/<collection>.progress
+    .json``: files written of those to write, when it started), removed when it ends."""
+
+    def __init__(self, store: Store, rebuild: bool) -> None:
+        self.path = store.progress_path
+        self.data: dict[str, Any] = {"pid": os.getpid(), "started": time.time(),
+                                     "rebuild": rebuild, "done": None, "total": None}
+
+    def __enter__(self) -> IngestProgress:
+        self._write()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+    def update(self, done: int, total: int) -> None:
+        """``done`` files of ``total`` written."""
+        self.data.update(done=done, total=total)
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            write_json_atomically(self.path, self.data)
+        except OSError as exc:  # readers then see no progress: they answer as before
+            log.warning("could not write the ingest progress: %s", exc)
 
 
 def _chroma_settings() -> Any:
@@ -230,6 +338,13 @@ class SentenceVectors:
         with self._guard() as con:
             con.executemany("DELETE FROM sentences WHERE doc_id = ?", ((d,) for d in doc_ids))
 
+    def delete_other_versions(self, prefixes: dict[str, str]) -> None:
+        """Remove each article's sentences whose id does not start with its prefix (the
+        id of the version just written, up to the offsets)."""
+        with self._guard() as con:
+            con.executemany("DELETE FROM sentences WHERE doc_id = ? AND substr(id, 1, ?) != ?",
+                            ((d, len(p), p) for d, p in prefixes.items()))
+
     def delete_except(self, doc_ids: set[str]) -> int:
         """Remove the sentences of every other article; returns how many articles had some."""
         with self._guard() as con:
@@ -249,10 +364,14 @@ class SentenceVectors:
 class Store:
     """The chunk collection and sentence vectors of a corpus, and the bookkeeping on them."""
 
-    def __init__(self, settings: Settings, model_name: str, client: Any | None = None) -> None:
+    def __init__(self, settings: Settings, model_name: str, client: Any | None = None,
+                 generation: int | None = None) -> None:
         self.settings = settings
+        self.model_name = model_name
         self._client = client
-        self.name = settings.collection_name
+        self.base = settings.collection_name
+        self._generation = generation  # None: the pointer's, read on first use
+        self._pinned = generation is not None  # a rebuild's new generation: never follows
         self.expected = {
             "embed_model": model_name,
             "chunking": f"{settings.chunk_tokens}/{settings.chunk_overlap_tokens}",
@@ -260,6 +379,236 @@ class Store:
         }
         self._chunks: Any = None
         self._sentences: Any = None
+
+    # -- generations ------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """The generation this object reads and writes (the pointer's when it was opened)."""
+        if self._generation is None:
+            self._generation = self.current_generation()
+        return self._generation
+
+    @property
+    def name(self) -> str:
+        """The collection (and file) name of this object's generation."""
+        return generation_name(self.base, self.generation)
+
+    @property
+    def pointer_path(self) -> Path:
+        """The generation pointer of this corpus's collection."""
+        return self.settings.store / GENERATIONS / f"{self.base}.json"
+
+    @property
+    def progress_path(self) -> Path:
+        """The progress file of a running ingest of this corpus's collection."""
+        return self.settings.store / GENERATIONS / f"{self.base}.progress.json"
+
+    def _pointer(self) -> dict[str, Any]:
+        """The pointer: ``generation`` (current), and while a rebuild runs or cleans up
+        ``building`` and ``previous`` (-1: none). No pointer: generation 0."""
+        if self.settings.chroma_url:
+            with self._guard():
+                try:
+                    col = self.client.get_collection(_pointer_collection(self.base),
+                                                     embedding_function=None)
+                except Exception as exc:
+                    if type(exc).__name__ != "NotFoundError":
+                        raise
+                    return {"generation": 0}
+            meta = col.metadata or {}
+            if meta.get("pointer_of") != self.base:
+                return {"generation": 0}
+            return dict(meta)
+        return _read_json(self.pointer_path) or {"generation": 0}
+
+    def current_generation(self) -> int:
+        """The generation the pointer names (read afresh)."""
+        value = self._pointer().get("generation", 0)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    def _write_pointer(self, generation: int, building: int = -1, previous: int = -1) -> None:
+        data = {"generation": generation, "building": building, "previous": previous,
+                "switched": time.time()}
+        if self.settings.chroma_url:
+            name = _pointer_collection(self.base)
+            with self._guard():
+                col = self.client.get_or_create_collection(
+                    name, embedding_function=None, metadata={"pointer_of": self.base, **data})
+                if (col.metadata or {}).get("pointer_of") != self.base:
+                    raise AssistantError(f"the collection {name!r} on the Chroma server is "
+                                         "not this store's generation pointer; rename it")
+                col.modify(metadata={"pointer_of": self.base, **data})
+        try:
+            write_json_atomically(self.pointer_path, data)
+        except OSError as exc:
+            raise store_failed("the generation pointer", self.pointer_path, exc,
+                               "cannot be written ({reason})") from None
+
+    def refresh(self) -> bool:
+        """Follow the pointer (a reader, before each question): True when it names another
+        generation than this object's, which is then opened instead."""
+        if self._pinned:
+            return False
+        current = self.current_generation()
+        if self._generation is not None and current == self._generation:
+            return False
+        changed = self._generation is not None
+        self._generation = current
+        self._chunks = None
+        self._sentences = None  # the old file's connection closes when no reader uses it
+        return changed
+
+    def writer(self) -> Store:
+        """A Store of its own on the same client, for an ingest (which reads the pointer
+        under the store's lock): readers of this one go on meanwhile, with their own
+        connections."""
+        return Store(self.settings, self.model_name, client=self._client)
+
+    def ingest_progress(self) -> dict[str, Any] | None:
+        """The progress of an ingest running on this collection (None when none runs)."""
+        data = _read_json(self.progress_path)
+        if data is None or not ingest_running(self.settings.store):
+            return None  # none, or left by a killed run
+        return data
+
+    def indexed_at(self) -> float | None:
+        """When the last complete ingest of this generation finished (None if unknown)."""
+        try:
+            value = (self._fresh_chunks().metadata or {}).get("indexed_at")
+        except AssistantError:
+            value = None
+        if isinstance(value, int | float):
+            return float(value)
+        with suppress(OSError):
+            return (self.settings.store / "bm25" / self.name / "fingerprint").stat().st_mtime
+        return None
+
+    def ingest_notice(self, complete_index: bool = True) -> str | None:
+        """One line about a running ingest (None when none runs): how far it is, and which
+        index answers meanwhile (``complete_index``) or that there is none yet."""
+        running = self.ingest_progress()
+        if running is None:
+            return None
+        done, total = running.get("done"), running.get("total")
+        where = (f"{done} of {total} file{'s' if total != 1 else ''}"
+                 if isinstance(done, int) and isinstance(total, int) else "reading the corpus")
+        if not complete_index:
+            return (f"an ingest is running: {where}; there is no complete index yet: "
+                    "ask again when it has finished")
+        since = self.indexed_at()
+        use = (f"answers use the index from {_clock(since)}" if since is not None
+               else "answers use the last complete index")
+        return f"an ingest is running: {where}; {use}"
+
+    def wait_for_ingest(self, seconds: float = INGEST_WAIT_S) -> bool:
+        """Wait up to ``seconds`` for a running ingest to end; True if one ran and ended."""
+        if self.ingest_progress() is None:
+            return False
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if self.ingest_progress() is None:
+                return True
+        return False
+
+    def begin_rebuild(self) -> Store:
+        """A new, empty generation to rebuild into (call it holding :func:`ingest_lock`);
+        this object keeps answering from the current one until :meth:`switch_to`.
+
+        Leftovers of a killed rebuild go first. When the embedded store cannot be opened,
+        fails its integrity check or cannot drop a collection, its ``chroma``,
+        ``sentences``, ``bm25`` and ``words`` directories are deleted instead — only those,
+        only inside the store directory — and empty ones are created on next use.
+        """
+        problem = None if self.settings.chroma_url else self._integrity_problem()
+        if problem is None:
+            try:
+                self.drop_leftovers()
+            except AssistantError as exc:
+                if self.settings.chroma_url:
+                    raise
+                problem = str(exc)
+        if problem is not None:
+            self._wipe(problem)
+        pointer = self._pointer()
+        current = self.current_generation()
+        numbers = [current] + [v for k in ("building", "previous")
+                               if isinstance(v := pointer.get(k), int)]
+        new = max(numbers) + 1
+        # Recorded before anything is written: a run killed from here on leaves a
+        # generation that the next ingest knows to delete.
+        self._write_pointer(current, building=new)
+        target = Store(self.settings, self.model_name, client=self._client, generation=new)
+        try:
+            target._drop_generation(new)  # nothing of that name may be left, recorded or not
+            target.count()
+        except AssistantError as exc:
+            if self.settings.chroma_url or problem is not None:
+                raise
+            self._wipe(str(exc))  # cannot create a collection: damaged after all
+            target = Store(self.settings, self.model_name, generation=new)
+            target.count()
+        return target
+
+    def switch_to(self, target: Store) -> None:
+        """Make ``target`` (complete) the current generation, then delete this one."""
+        old = self.generation
+        self._write_pointer(target.generation, previous=old)
+        if self._sentences is not None and self._sentences is not target._sentences:
+            self._sentences.close()  # this object is a writer's: no reader shares it
+        self._client = target._client
+        self._generation = target.generation
+        self._pinned = False
+        self._chunks = target._chunks
+        self._sentences = target._sentences
+        try:
+            self._drop_generation(old)
+            self._remove_orphan_segments()
+        except AssistantError as exc:  # the next ingest deletes it
+            log.warning("could not delete generation %d: %s", old, exc)
+            return
+        self._write_pointer(target.generation)
+
+    def drop_leftovers(self) -> None:
+        """Delete the generations a killed rebuild left (the one it was building, or the
+        one it had replaced), recorded in the pointer; call it holding the ingest lock."""
+        pointer = self._pointer()
+        current = self.current_generation()
+        stale = {v for k in ("building", "previous") if isinstance(v := pointer.get(k), int)
+                 and v >= 0 and v != current}
+        if not stale:
+            return
+        for generation in sorted(stale):
+            log.info("deleting generation %d, left by an interrupted rebuild", generation)
+            self._drop_generation(generation)
+        self._remove_orphan_segments()
+        self._write_pointer(current)
+        if self._generation not in (None, current):
+            self.refresh()
+
+    def _drop_generation(self, generation: int) -> None:
+        """Delete one generation: its collection (and an earlier version's
+        ``-sentences`` one) and its sentence vectors, BM25 index, word vectors and file
+        index (never this object's open connections: it is another generation)."""
+        name = generation_name(self.base, generation)
+        with self._guard():
+            for col in (name, name + "-sentences"):
+                try:
+                    self.client.delete_collection(col)
+                except Exception as exc:
+                    if type(exc).__name__ != "NotFoundError":
+                        raise
+        if generation == self._generation:
+            self._chunks = None
+            if self._sentences is not None:
+                self._sentences.close()
+        store = self.settings.store
+        base = store / "sentences" / f"{name}.sqlite3"
+        for path in (base, base.with_name(base.name + "-wal"),
+                     base.with_name(base.name + "-shm"), store / "files" / f"{name}.json",
+                     store / "bm25" / name, store / "words" / name):
+            if path.exists() or path.is_symlink():
+                _remove_inside(store, path)
 
     @property
     def client(self) -> Any:
@@ -312,10 +661,25 @@ class Store:
         return self._sentences
 
     def _open(self, name: str) -> Any:
+        if not self._pinned:
+            # A reader's generation deleted by a rebuild (which moved the pointer first):
+            # follow the pointer rather than create the deleted collection anew.
+            try:
+                with self._guard():
+                    try:
+                        self.client.get_collection(name, embedding_function=None)
+                    except Exception as exc:
+                        if type(exc).__name__ != "NotFoundError":
+                            raise
+                        if self.refresh():
+                            return self._open(self.name)
+            except AssistantError:
+                pass  # the get_or_create below says what is wrong
         try:
             col = self.client.get_or_create_collection(
-                name, embedding_function=None, metadata=dict(self.expected)
-            )
+                name, embedding_function=None,
+                metadata={**self.expected, "generation_of": self.base,
+                          "generation": self.generation})
         except AssistantError:
             raise
         except BaseException as exc:
@@ -335,60 +699,21 @@ class Store:
                 )
         return col
 
-    def _drop_sentences(self) -> None:
-        self.sentences.close()
-        base = self.sentences.path
-        for path in (base, base.with_name(base.name + "-wal"),
-                     base.with_name(base.name + "-shm")):
-            if path.exists() or path.is_symlink():
-                _remove_inside(self.settings.store, path)
-
-    def reset(self) -> None:
-        """Start afresh (``ingest --rebuild``; call it holding :func:`ingest_lock`).
-
-        Drops the collection and this corpus's sentence vectors, BM25 index and word
-        vectors. When the embedded store cannot be opened, fails its integrity check or
-        cannot drop its collection, its ``chroma``, ``sentences``, ``bm25`` and ``words``
-        directories are deleted instead — only those, only inside the store directory —
-        and empty ones are created on next use. (A ``-sentences`` collection of stores of
-        earlier versions is dropped too.)
-        """
-        names = (self.name, self.name + "-sentences")
-        problem = None if self.settings.chroma_url else self._integrity_problem()
-        if problem is None:
+    def _wipe(self, problem: str) -> None:
+        """Delete the embedded store's ``chroma``, ``sentences``, ``bm25`` and ``words``
+        directories (a store damaged beyond opening: ``problem``), only inside the store."""
+        log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
+                    self.settings.store, problem)
+        self._forget_client()
+        if self._sentences is not None:
+            self._sentences.close()
+        for sub in ("chroma", "sentences", "bm25", "words"):
             try:
-                with self._guard():
-                    for name in names:
-                        try:
-                            self.client.delete_collection(name)
-                        except Exception as exc:
-                            if type(exc).__name__ != "NotFoundError":
-                                raise
-                self._chunks = None
-                self.count()
-            except AssistantError as exc:
-                if self.settings.chroma_url:
-                    raise
-                problem = str(exc)
-        if problem is not None:
-            log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
-                        self.settings.store, problem)
-            self._forget_client()
-            self.sentences.close()
-            for sub in ("chroma", "sentences", "bm25", "words"):
-                try:
-                    _remove_inside(self.settings.store, self.settings.store / sub)
-                except OSError as exc:
-                    raise AssistantError(
-                        f"cannot delete {self.settings.store / sub}: {exc.strerror or exc}"
-                    ) from None
-        else:
-            # The BM25 index and the word vectors (which depend on the embedding model) of
-            # this corpus are derived from the collections: they go with them.
-            for sub in ("bm25", "words"):
-                _remove_inside(self.settings.store, self.settings.store / sub / self.name)
-            self._drop_sentences()
-            self._remove_orphan_segments()
+                _remove_inside(self.settings.store, self.settings.store / sub)
+            except OSError as exc:
+                raise AssistantError(
+                    f"cannot delete {self.settings.store / sub}: {exc.strerror or exc}"
+                ) from None
         self._chunks = None
 
     def _remove_orphan_segments(self) -> None:
@@ -482,6 +807,8 @@ class Store:
                 if type(exc).__name__ != "NotFoundError":
                     raise
                 col = None
+        if col is None and self.refresh():
+            return self.chunks  # replaced by a rebuild in another process: follow it
         if col is None or col.id != self._chunks.id:
             # Dropped or rebuilt by another process: open it again, checking its settings
             # (and the sentence vectors, whose file was replaced with it).
@@ -497,6 +824,8 @@ class Store:
         meta = dict(self._fresh_chunks().metadata or {})
         meta.update(self.expected)
         meta["fingerprint"] = value
+        if value:
+            meta["indexed_at"] = time.time()
         if sentences is not None:
             meta["sentences"] = int(sentences)
         if chunks is not None:
@@ -574,6 +903,22 @@ class Store:
             with self._guard():
                 self.chunks.delete(where=where)
             self.sentences.delete_docs(part)
+
+    def chunk_ids(self, doc_ids: list[str]) -> list[str]:
+        """The ids of every stored chunk of these articles."""
+        found: list[str] = []
+        for b in range(0, len(doc_ids), 500):
+            part = doc_ids[b : b + 500]
+            where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
+            with self._guard():
+                found += self.chunks.get(where=where, include=[]).get("ids") or []
+        return found
+
+    def delete_chunks(self, ids: list[str]) -> None:
+        """Remove chunks by id."""
+        for b in range(0, len(ids), 5000):
+            with self._guard():
+                self.chunks.delete(ids=ids[b : b + 5000])
 
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:

@@ -47,3 +47,28 @@ def test_ingest_ask_reingest_on_a_chroma_server(corpus_dir: Path, tmp_path: Path
     other = Assistant(corpus=corpus_dir, store=tmp_path / "store", chroma_url=chroma_url)
     other._embed = embed_model
     assert other.status()["chunks"] == first.chunks
+
+
+def test_a_rebuild_on_a_chroma_server_switches_generations_for_every_client(
+        corpus_dir: Path, tmp_path: Path, chroma_url: str, embed_model) -> None:
+    """The new generation's collection is written beside the old one on the server; the
+    pointer there moves clients on another machine (another store directory) to it."""
+    question = "How many children were reunited with their families in the past 24 hours?"
+    bot = Assistant(corpus=corpus_dir, store=tmp_path / "store", chroma_url=chroma_url)
+    bot._embed = embed_model
+    bot.ingest()
+    elsewhere = Assistant(corpus=corpus_dir, store=tmp_path / "elsewhere",
+                          chroma_url=chroma_url)
+    elsewhere._embed = embed_model
+    assert elsewhere.ask(question).short_answer == "Eight"
+    assert elsewhere.store.name == "assistant-corpus"
+
+    report = bot.ingest(rebuild=True)
+    assert report.new == 1 and bot.store.name == "assistant-corpus-g1"
+    names = {c.name for c in bot.store.client.list_collections()}
+    assert names == {"assistant-corpus-g1", "assistant-corpus-pointer"}
+    answer = elsewhere.ask(question)
+    assert answer.short_answer == "Eight" and elsewhere.store.name == "assistant-corpus-g1"
+    for c in answer.citations:
+        assert read_text(corpus_dir / c.path)[c.start : c.end] == c.quote
+    assert bot.ingest().unchanged == 1
