@@ -83,9 +83,13 @@ class Policy:
     small_threshold: float = 0.3
     small_rules: list[str] = field(default_factory=list)
 
+    def is_small(self, corpus_articles: int) -> bool:
+        """True for a corpus calibrated apart (1 to ``small_corpus`` articles)."""
+        return 0 < corpus_articles <= self.small_corpus
+
     def abstention(self, corpus_articles: int) -> tuple[float, list[str]]:
         """The threshold and rules for a corpus of ``corpus_articles`` articles."""
-        if 0 < corpus_articles <= self.small_corpus:
+        if self.is_small(corpus_articles):
             return self.small_threshold, self.small_rules
         return self.threshold, self.rules
 
@@ -117,8 +121,7 @@ class AnswerModel:
 
     def abstainer(self, corpus_articles: int) -> Logistic:
         """The abstention classifier for a corpus of ``corpus_articles`` articles."""
-        small = 0 < corpus_articles <= self.policy.small_corpus
-        return self.answer_small if small else self.answer
+        return self.answer_small if self.policy.is_small(corpus_articles) else self.answer
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -40,6 +41,16 @@ class Article:
     def body(self) -> str:
         """The article text without its title and header lines."""
         return self.text[self.body_start : self.body_end]
+
+    @property
+    def published(self) -> str:
+        """The ``Published:`` (or ``Date:``) header value as written ("" when absent)."""
+        return self.meta.get("published") or self.meta.get("date", "")
+
+    @property
+    def published_date(self) -> dt.date | None:
+        """The publication date, when the header gives one :func:`parse_date` reads."""
+        return parse_date(self.published)
 
 
 class SkippedFile(Exception):
@@ -290,3 +301,41 @@ def _is_title(line: str) -> bool:
 
 def _has_more(lines: list[tuple[str, int]], start: int) -> bool:
     return any(line.strip() for line, _ in lines[start:])
+
+
+_MONTHS = {m.lower(): i for i, m in enumerate(
+    ("January February March April May June July August September October November "
+     "December").split(), start=1)}
+_MONTHS.update({name[:3]: i for name, i in list(_MONTHS.items())})
+_MONTHS["sept"] = 9
+_ISO_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:$|[T\s])")
+_MONTH_FIRST = re.compile(r"^(?:[A-Za-z]+,?\s+)?([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b")
+_DAY_FIRST = re.compile(r"^(?:[A-Za-z]+,?\s+)?(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]+)\.?,?\s+(\d{4})\b")
+
+
+def parse_date(value: str) -> dt.date | None:
+    """The calendar date a header value names, or None.
+
+    Reads ``2024-03-05`` (with or without a time after it, ``/`` or ``.`` also),
+    ``March 5, 2024``, ``Tue, Mar 5 2024`` and ``5 March 2024``; nothing else, so a
+    value it cannot place in time is never guessed at.
+    """
+    value = value.strip()
+    parts: tuple[int, int, int] | None = None
+    if m := _ISO_DATE.match(value):
+        parts = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    elif (m := _MONTH_FIRST.match(value)) and m.group(1).lower() in _MONTHS:
+        parts = (int(m.group(3)), _MONTHS[m.group(1).lower()], int(m.group(2)))
+    elif (m := _DAY_FIRST.match(value)) and m.group(2).lower() in _MONTHS:
+        parts = (int(m.group(3)), _MONTHS[m.group(2).lower()], int(m.group(1)))
+    if parts is None:
+        return None
+    try:
+        return dt.date(*parts)
+    except ValueError:
+        return None
+
+
+def day_number(day: dt.date) -> int:
+    """A date as the integer ``YYYYMMDD``: how chunks carry it for range filters."""
+    return day.year * 10000 + day.month * 100 + day.day

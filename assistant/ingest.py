@@ -25,6 +25,7 @@ from assistant.corpus import (
     MAX_FILE_BYTES,
     Article,
     SkippedFile,
+    day_number,
     doc_id_for,
     iter_corpus_files,
     load_article,
@@ -460,6 +461,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     s_vectors = []
     nodes = []
     for a, chunks, c_from in plans:
+        day = day_number(d) if (d := a.published_date) else None
         s_from = c_from + len(chunks)
         n_sents = len({s for c in chunks for s in c.sentences})
         s_vectors.extend(vectors[s_from : s_from + n_sents])
@@ -467,9 +469,11 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
             meta = {
                 "doc_id": a.doc_id, "path": a.path, "title": a.title, "sha256": a.sha256,
                 "n_chunks": len(chunks), "index": c.index, "start": c.start, "end": c.end,
-                "sents": json.dumps(c.sentences), "published": a.meta.get("published")
-                or a.meta.get("date", ""),
+                "sents": json.dumps(c.sentences), "published": a.published,
+                "source": a.meta.get("source", ""),
             }
+            if day is not None:
+                meta["day"] = day
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
                                    vectors[c_from + k]))
             new_words |= vocabulary(c.text)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 RRF_K = 60
 EMBED_METADATA = ("title",)
 IDS_FILE = "ids.json"
+DAYS_FILE = "days.json"  # each indexed chunk's publication day, in index order
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # BM25Retriever's default
 
 
@@ -108,9 +109,11 @@ def build_bm25(store: Store, fingerprint: str) -> SparseIndex | None:
 
     _quiet_bm25()
     ids: list[str] = []
+    days: list[int] = []
     contents: list[str] = []
     for cid, text, meta in store.iter_chunks():
         ids.append(cid)
+        days.append(int((meta or {}).get("day") or 0))
         contents.append(bm25_content(cid, text or "", meta or {}))
     if not ids:
         return None
@@ -120,7 +123,7 @@ def build_bm25(store: Store, fingerprint: str) -> SparseIndex | None:
     bm25 = bm25s.BM25()
     bm25.index(tokens, show_progress=False)
     del tokens
-    index = SparseIndex(ids, bm25)
+    index = SparseIndex(ids, bm25, days)
     target = _bm25_dir(store)
     tmp: Path | None = None
     try:
@@ -129,6 +132,7 @@ def build_bm25(store: Store, fingerprint: str) -> SparseIndex | None:
         bm25.save(str(tmp))
         # Chunk ids in index order: the question path loads these, not the whole corpus.
         (tmp / IDS_FILE).write_text(json.dumps(ids))
+        (tmp / DAYS_FILE).write_text(json.dumps(days))
         (tmp / "fingerprint").write_text(fingerprint)
         old = target.with_name(target.name + ".old")
         if target.exists():
@@ -144,15 +148,19 @@ def build_bm25(store: Store, fingerprint: str) -> SparseIndex | None:
 
 
 class SparseIndex:
-    """A BM25 index over the chunks (bm25s) and the chunk id of each of its documents."""
+    """A BM25 index over the chunks (bm25s), the chunk id of each of its documents and
+    each one's publication day (``YYYYMMDD``, 0 when its article has no date)."""
 
-    def __init__(self, ids: list[str], bm25: Any) -> None:
+    def __init__(self, ids: list[str], bm25: Any, days: list[int] | None = None) -> None:
         import Stemmer
 
         if int(bm25.scores["num_docs"]) != len(ids):
             raise ValueError("BM25 index and chunk ids disagree")
+        if days is not None and len(days) != len(ids):
+            raise ValueError("BM25 index and chunk days disagree")
         self.ids = ids
         self.bm25 = bm25
+        self.days = np.asarray(days if days is not None else [0] * len(ids), dtype=np.int64)
         self.stemmer = Stemmer.Stemmer("english")
 
     @classmethod
@@ -162,17 +170,25 @@ class SparseIndex:
 
         _quiet_bm25()
         ids = json.loads((path / IDS_FILE).read_text())
+        days = json.loads((path / DAYS_FILE).read_text())
         return cls(ids, bm25s.BM25.load(str(path), load_corpus=False, mmap=True,
-                                        show_progress=False))
+                                        show_progress=False), days)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them."""
+    def search(self, query: str, k: int, window: DayRange | None = None
+               ) -> list[tuple[str, float]]:
+        """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them;
+        with ``window``, only chunks of articles published inside it score."""
         import bm25s
 
         k = min(k, len(self.ids))
         tokens = bm25s.tokenize(query, stemmer=self.stemmer, token_pattern=TOKEN_PATTERN,
                                 show_progress=False)
-        indexes, scores = self.bm25.retrieve(tokens, k=k, show_progress=False)
+        mask = None
+        if window is not None:
+            mask = ((self.days >= window.first) & (self.days <= window.last)).astype(
+                np.float32)
+        indexes, scores = self.bm25.retrieve(tokens, k=k, show_progress=False,
+                                             weight_mask=mask)
         return [(self.ids[int(i)], float(v)) for i, v in zip(indexes[0], scores[0],
                                                              strict=True)]
 

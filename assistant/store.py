@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from assistant.settings import AssistantError, Settings
 
-SCHEMA = "2"  # 2: sentence vectors moved from Chroma to SQLite
+SCHEMA = "3"  # 2: sentence vectors moved from Chroma to SQLite; 3: chunks carry "day"
 GENERATIONS = "generations"
 """The store's folder of generation pointers and ingest progress files."""
 INGEST_WAIT_S = 3.0
