@@ -261,7 +261,8 @@ class ExtractiveAnswerer:
         score = round(analysis.answer_prob, 4)
         citations = [
             Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
-                     end=c.end, quote=c.text, score=score, published=c.published)
+                     end=c.end, quote=c.text, score=score, published=c.published,
+                     source=_source(c.hit))
             for i, c in enumerate(choice.sentences)
         ]
         text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
@@ -336,12 +337,17 @@ def _passage(hit: Hit) -> Passage:
     return Passage(doc_id=hit.doc_id, title=str(hit.meta.get("title", "")),
                    path=str(hit.meta.get("path", hit.doc_id)), start=hit.start,
                    end=int(hit.meta["end"]), text=hit.text, score=round(hit.score, 5),
-                   published=_published(hit))
+                   published=_published(hit), source=_source(hit))
 
 
 def _published(hit: Hit) -> str:
     """The chunk's article date from its header (stored as chunk metadata), or ""."""
     return str(hit.meta.get("published") or "")
+
+
+def _source(hit: Hit | None) -> str:
+    """The chunk's article ``Source:`` line (its outlet), or ""."""
+    return str(hit.meta.get("source") or "") if hit is not None else ""
 
 
 def _abstain(question: Question, passages: list[Passage], retrieved: list[str]) -> Answer:

@@ -8,6 +8,7 @@ an old topic never overrides a new one.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,10 @@ class ChatSession:
         self.assistant = assistant
         self.history: list[tuple[str, Answer]] = []
         self._topics: list[str] = []  # each turn's question with its inherited context
+        # The date limits of every question of the conversation (see Assistant.ask).
+        self.since: dt.date | str | None = None
+        self.until: dt.date | str | None = None
+        self.as_of: dt.date | str | None = None
 
     def context(self, message: str) -> str | None:
         """The earlier turn a follow-up leans on, as text (None for a new topic)."""
@@ -93,7 +98,8 @@ class ChatSession:
             question = condense_question(self.assistant.settings,
                                          format_history(self.history), message)
         answer = self.assistant.ask(question, context=context, avoid=avoid, given=given,
-                                    on_token=on_token)
+                                    on_token=on_token, since=self.since, until=self.until,
+                                    as_of=self.as_of)
         topic = message if context is None else f"{context} {message}"
         if not answer.abstained and answer.citations and _is_name(answer.short_answer):
             topic = f"{topic} {answer.short_answer}"  # what "she" or "it" may refer to

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import difflib
 import json
 import logging
@@ -105,6 +106,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
                    f"(ASSISTANT_LLM_TIMEOUT, default {DEFAULTS.llm_timeout:g})")
 
 
+def _dates(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("dates (YYYY-MM-DD; articles dated by a Published:/Date: line)")
+    g.add_argument("--since", metavar="DATE", help="only articles published on or after DATE")
+    g.add_argument("--until", metavar="DATE", help="only articles published on or before DATE")
+    g.add_argument("--as-of", dest="as_of", metavar="DATE",
+                   help="ask as on DATE: later articles are left out, and \"last week\" or "
+                   "\"latest\" count back from it (default: the newest article's date)")
+
+
+def date_limits(args: argparse.Namespace) -> dict[str, dt.date | None]:
+    """The ``since``/``until``/``as_of`` flags as dates (one-line error when malformed)."""
+    from assistant.timeframe import parse_day
+
+    return {key: parse_day(getattr(args, key, None), flag) for key, flag in
+            (("since", "--since"), ("until", "--until"), ("as_of", "--as-of"))}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(prog="assistant", description="Cited answers from a corpus of articles.",
@@ -123,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", help="the question")
     p.add_argument("--json", action="store_true", help="print the machine-readable answer")
 
+    _dates(p)
+
     p = sub.add_parser("chat", help="a conversation in the terminal")
     _common(p)
+    _dates(p)
 
     p = sub.add_parser("serve", help="serve the chat page")
     _common(p)
@@ -158,13 +179,17 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
     lines = [answer.text] if with_text else []
     if answer.notice and with_text:
         lines.insert(0, f"({answer.notice})")
+    if answer.scope and with_text:
+        lines.insert(0, answer.scope)
     if answer.notice and not with_text:  # the text was streamed: the notice follows it
         lines.append(f"({answer.notice})")
+    if answer.scope and not with_text:
+        lines.append(answer.scope)
     if answer.citations:
         lines.append("")
         for c in answer.citations:
             quote = c.quote if len(c.quote) <= 300 else c.quote[:297] + "…"
-            about = " · ".join(one_line(x) for x in (c.title, c.published) if x)
+            about = " · ".join(one_line(x) for x in (c.title, c.source, c.published) if x)
             about = f" · {about}" if about else ""
             lines.append(f"[{c.n}] {one_line(c.path)} ({c.start}-{c.end}){about}: \"{quote}\"")
     elif answer.abstained and answer.passages:
@@ -278,12 +303,13 @@ def require_ingested(bot: Any) -> None:
 
 def _ask(bot: Any, args: argparse.Namespace) -> int:
     bot.check_question(args.question)  # a bad question is the error, whatever the store
+    limits = date_limits(args)
     require_ingested(bot)
     if bot.settings.llm_enabled and not args.json:
         stream = _Stream()
-        stream.finish(with_options(bot.ask(args.question, on_token=stream), args))
+        stream.finish(with_options(bot.ask(args.question, on_token=stream, **limits), args))
         return 0
-    answer = with_options(bot.ask(args.question), args)
+    answer = with_options(bot.ask(args.question, **limits), args)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -300,6 +326,8 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
         # Bytes that are not text become characters the question cleaner drops.
         sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     session = bot.chat()
+    for key, value in date_limits(args).items():
+        setattr(session, key, value)
     interactive = sys.stdin.isatty()
     if interactive:
         print("Ask about the articles. Commands: /reset, /quit.")

@@ -3,6 +3,7 @@ answer layer. The CLI, the page and the evals all go through it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import re
@@ -21,6 +22,7 @@ from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge
 from assistant.question import analyze
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
+from assistant.timeframe import DayRange, parse_day, scope_for
 from assistant.types import Answer, IngestReport
 
 INHERITED_WEIGHT = 0.4
@@ -210,8 +212,16 @@ class Assistant:
     def ask(self, question: str, context: str | None = None,
             on_token: Callable[[str], None] | None = None,
             avoid: Collection[tuple[str, int, int]] = (),
-            given: Collection[str] = ()) -> Answer:
+            given: Collection[str] = (), since: dt.date | str | None = None,
+            until: dt.date | str | None = None,
+            as_of: dt.date | str | None = None) -> Answer:
         """Answer one question.
+
+        ``since`` and ``until`` (dates or ``YYYY-MM-DD``, both included) keep to articles
+        published in that range. ``as_of`` is the day the question is asked: articles
+        published after it are left out, and time words ("last week", "in March",
+        "latest") count back from it; by default they count back from the newest
+        article's date. ``Answer.scope`` says which articles were used.
 
         ``context`` is the earlier turn a follow-up leans on; ``avoid`` lists sentence spans
         ``(doc_id, start, end)`` already given as answers, which a follow-up rarely asks for
@@ -225,8 +235,10 @@ class Assistant:
         """
         started = time.perf_counter()
         text = self.check_question(question)
+        limits = (parse_day(since, "--since"), parse_day(until, "--until"),
+                  parse_day(as_of, "--as-of"))
         changes = Changes(self.settings.corpus)
-        answer = self._answer(text, context, set(avoid), given, changes)
+        answer = self._answer(text, context, set(avoid), given, changes, limits)
         if self.settings.llm_enabled:  # streams as it generates, from checked passages
             answer = self._generate(text, answer, on_token)
         if self.check_files:  # a file may have changed while the answer was made
@@ -247,7 +259,9 @@ class Assistant:
 
     def _answer(self, text: str, context: str | None,
                 avoid: set[tuple[str, int, int]], given: Collection[str],
-                changes: Changes | None = None) -> Answer:
+                changes: Changes | None = None,
+                limits: tuple[dt.date | None, dt.date | None, dt.date | None] = (None, None, None)
+                ) -> Answer:
         q = analyze(text)
         q.given = {stem(w) for g in given for w, _, _ in words(g)}
         if context:
@@ -265,12 +279,38 @@ class Assistant:
         context = clean_text(context)[-2000:] if context else None
         query = f"{text} {context}" if context else text
         vectors = self.embed_model.embed([text, query] if context else [text])
+        qvec = vectors[0]
+        if context:  # the follow-up's meaning, leaning on the earlier turn's
+            qvec = qvec + CONTEXT_WEIGHT * vectors[1]
+            qvec = qvec / max(float(np.linalg.norm(qvec)), 1e-9)
+        try:
+            newest = self._retriever_for_query().newest
+        except AssistantError:
+            raise
+        except Exception:  # _answer_in says what is wrong with the store
+            newest = None
+        since, until, as_of = limits
+        scope = scope_for(text, since, until, as_of, newest)
+        answer = self._answer_in(q, query, vectors[-1], qvec, scope.window, avoid, changes)
+        if answer.abstained and scope.widens:
+            wider = self._answer_in(q, query, vectors[-1], qvec, scope.fallback, avoid,
+                                    changes)
+            if not wider.abstained:
+                wider.scope = scope.widened_label()
+                return wider
+        answer.scope = scope.label()
+        return answer
+
+    def _answer_in(self, q: Any, query: str, query_vector: np.ndarray, qvec: np.ndarray,
+                   window: DayRange | None, avoid: set[tuple[str, int, int]],
+                   changes: Changes | None) -> Answer:
+        """The answer from the chunks of articles published in ``window`` (None: all)."""
         for attempt in range(3):
             used = ""
             try:
                 retriever = self._retriever_for_query()
                 used = retriever.store.name
-                hits = retriever.retrieve(query, vectors[-1])
+                hits = retriever.retrieve(query, query_vector, window)
                 if self.check_files:  # answer only from text that still stands in the files
                     hits = check_hits(hits, self._files, Changes(self.settings.corpus)
                                       if changes is None else changes)
@@ -288,10 +328,6 @@ class Assistant:
                 where = self.settings.chroma_url or self.settings.store
                 raise AssistantError(f"could not read the store at {where}: "
                                      f"{type(exc).__name__}") from exc
-        qvec = vectors[0]
-        if context:  # the follow-up's meaning, leaning on the earlier turn's
-            qvec = qvec + CONTEXT_WEIGHT * vectors[1]
-            qvec = qvec / max(float(np.linalg.norm(qvec)), 1e-9)
         return self._answerer.answer(q, hits, qvec, svecs, avoid=avoid)
 
     def _generation_moved(self, used: str) -> bool:

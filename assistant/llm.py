@@ -330,7 +330,7 @@ def cite(settings: Settings, text: str, question: str,
         s, e, _ = best
         citations.append(Citation(n=n, doc_id=p.doc_id, title=p.title, path=p.path, start=s,
                                   end=e, quote=file_text[s:e], score=p.score,
-                                  published=p.published))
+                                  published=p.published, source=p.source))
     return citations
 
 

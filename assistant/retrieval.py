@@ -10,6 +10,7 @@ llama-index itself).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import numpy as np
 
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
+from assistant.timeframe import DayRange, from_day_number
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -246,11 +248,19 @@ class HybridRetriever:
         # Articles in the index (a chunk id starts with its article's id).
         self.articles = len({cid.split("::", 1)[0] for cid in self.bm25.ids})
 
-    def retrieve(self, query: str, query_vector: np.ndarray) -> list[Hit]:
-        """The ``top_k`` chunks for ``query``, best first."""
+    @property
+    def newest(self) -> dt.date | None:
+        """The newest publication date among the indexed chunks (None: none is dated)."""
+        return from_day_number(int(self.bm25.days.max())) if len(self.bm25.days) else None
+
+    def retrieve(self, query: str, query_vector: np.ndarray,
+                 window: DayRange | None = None) -> list[Hit]:
+        """The ``top_k`` chunks for ``query``, best first; with ``window``, only chunks
+        of articles published inside it (filtered inside Chroma and the BM25 index)."""
         got = self.store.chunks.query(
             query_embeddings=[np.asarray(query_vector, dtype=np.float32).tolist()],
             n_results=self.pool, include=["documents", "metadatas", "distances"],
+            where=window.where() if window is not None else None,
         )
         hits: dict[str, Hit] = {}
         dense = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
@@ -263,7 +273,7 @@ class HybridRetriever:
             score = math.exp(-distance)
             d = -np.log(max(score or 1e-12, 1e-12))
             hit.dense = float(1.0 - d**2 / 2.0)
-        sparse = [(cid, v) for cid, v in self.bm25.search(query, self.pool) if v > 0]
+        sparse = [(cid, v) for cid, v in self.bm25.search(query, self.pool, window) if v > 0]
         missing = [cid for cid, _ in sparse if cid not in hits]
         fetched: dict[str, tuple[str, dict]] = {}
         if missing:

@@ -28,6 +28,7 @@ class Citation:
     quote: str
     score: float = 0.0
     published: str = ""
+    source: str = ""  # the article's Source: line (its outlet), if any
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the citation."""
@@ -46,6 +47,7 @@ class Passage:
     text: str
     score: float = 0.0
     published: str = ""  # the article's Published:/Date: header value, if any
+    source: str = ""  # the article's Source: line (its outlet), if any
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the passage."""
@@ -66,6 +68,9 @@ class Answer:
     latency_ms: float = 0.0
     backend: str = "extractive"
     notice: str | None = None
+    scope: str | None = None
+    """Which articles were used when not all of them ("In articles from 4–10 March 2024
+    (“last week”, as of 10 March 2024)"); None when every article was."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON that ``assistant ask --json`` prints."""
@@ -81,6 +86,8 @@ class Answer:
         }
         if self.notice:
             data["notice"] = self.notice
+        if self.scope:
+            data["scope"] = self.scope
         return data
 
 

@@ -30,6 +30,7 @@ def run_eval(
     report: Path | str | None = None,
     *,
     corpus_dir: Path | str | None = None,
+    as_of: bool = False,
 ) -> EvalResult:
     """Answer every gold question with ``bot`` in this process and score the answers.
 
@@ -38,7 +39,7 @@ def run_eval(
     bot's ``settings.corpus``). The bot is not ingested here (see run_eval_command).
     """
     golds = {str(p): load_gold(p) for p in gold_paths}
-    return _evaluate(bot, golds, output, report, corpus_dir)
+    return _evaluate(bot, golds, output, report, corpus_dir, as_of)
 
 
 def _evaluate(
@@ -47,13 +48,14 @@ def _evaluate(
     output: Path | str | None,
     report: Path | str | None,
     corpus_dir: Path | str | None,
+    as_of: bool = False,
 ) -> EvalResult:
     """Run ``golds``, writing each answer's line to ``output`` as it comes and the Markdown
-    report to ``report`` at the end (each when given)."""
+    report to ``report`` at the end (each when given); ``as_of`` as in ``evaluate``."""
     texts = CorpusTexts(corpus_dir if corpus_dir is not None else bot.settings.corpus)
     with open_output(output) as out:
         on_result = None if out is None else partial(write_result, out)
-        evaluation = evaluate(bot, golds, texts, on_result)
+        evaluation = evaluate(bot, golds, texts, on_result, as_of)
     if report is not None:
         write_report(report, evaluation)
     return evaluation
@@ -72,6 +74,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, default=None, help="write one JSON line per question here"
     )
     parser.add_argument("--report", type=Path, default=None, help="write a Markdown report here")
+    parser.add_argument(
+        "--as-of", dest="as_of", action="store_true",
+        help="ask each question as on the date of its gold line's 'as_of' (or "
+        "'question_date') field: later articles are left out, time words count from it",
+    )
     parser.add_argument(
         "--fail-under",
         action="append",
@@ -95,7 +102,7 @@ def run_eval_command(args: argparse.Namespace, bot: BotLike) -> int:
     if callable(summary):
         print(summary(), file=sys.stderr)
     output, report = getattr(args, "output", None), getattr(args, "report", None)
-    result = _evaluate(bot, golds, output, report, None)
+    result = _evaluate(bot, golds, output, report, None, getattr(args, "as_of", False))
     print(format_summary_table(result))
     errors = sum(r.error is not None for r in result.results)
     if errors:

@@ -17,6 +17,7 @@ A malformed file raises AssistantError naming the file and line (and turn).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class GoldQuestion:
     support: str | None = None
     file: str = ""
     line: int = 0
+    as_of: str | None = None  # the day it was asked (``as_of``, else ``question_date``)
 
     @property
     def answerable(self) -> bool:
@@ -137,7 +139,14 @@ def _gold_question(
     support = obj.get("support")
     if support is not None and not isinstance(support, str):
         raise AssistantError(f"{where}: 'support' must be a string")
+    as_of = obj.get("as_of", obj.get("question_date"))
+    if as_of is not None:
+        try:
+            as_of = dt.date.fromisoformat(str(as_of)[:10]).isoformat()
+        except ValueError:
+            raise AssistantError(f"{where}: 'as_of' must be a date (YYYY-MM-DD)") from None
     return GoldQuestion(
+        as_of=as_of,
         id=qid,
         question=text,
         answers=list(answers),

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,8 +53,8 @@ class BotLike(Protocol):
         """Bring the index up to date with the corpus."""
         ...
 
-    def ask(self, question: str) -> Answer:
-        """Answer one stand-alone question."""
+    def ask(self, question: str, *, as_of: str | None = None) -> Answer:
+        """Answer one stand-alone question (as on the day ``as_of``, when given)."""
         ...
 
     def chat(self) -> ChatLike:
@@ -289,15 +290,17 @@ def evaluate(
     golds: Mapping[str, Sequence[GoldItem]],
     texts: CorpusTexts,
     on_result: Callable[[QuestionResult], None] | None = None,
+    as_of: bool = False,
 ) -> EvalResult:
     """Ask every question of ``golds`` (gold file -> its items, in order), score each
     answer with its citations checked against ``texts``, and summarise per file and
-    overall. ``on_result`` sees each result as soon as it is scored."""
+    overall. ``on_result`` sees each result as soon as it is scored. With ``as_of``, a
+    question whose gold line has a date is asked as on that day."""
     results: list[QuestionResult] = []
     files: dict[str, Metrics] = {}
     for file, items in golds.items():
         file_results = []
-        for gold, answer, latency, error in _answers(bot, items):
+        for gold, answer, latency, error in _answers(bot, items, as_of):
             result = score_answer(gold, answer, texts, latency, error)
             file_results.append(result)
             if on_result is not None:
@@ -310,15 +313,20 @@ def evaluate(
 
 
 def _answers(
-    bot: BotLike, items: Sequence[GoldItem]
+    bot: BotLike, items: Sequence[GoldItem], as_of: bool = False
 ) -> Iterator[tuple[GoldQuestion, Answer, float, str | None]]:
     """Ask every question (chat turns through one session per conversation), yielding
-    ``(gold, answer, latency_ms, error)``; an AssistantError becomes an error answer."""
+    ``(gold, answer, latency_ms, error)``; an AssistantError becomes an error answer.
+    With ``as_of``, each question that has a date is asked as on that day."""
     for item in items:
         if isinstance(item, GoldConversation):
             session = bot.chat()
             for turn in item.turns:
+                if as_of:
+                    session.as_of = turn.as_of  # type: ignore[attr-defined]
                 yield _timed(session.send, turn)
+        elif as_of and item.as_of:
+            yield _timed(partial(bot.ask, as_of=item.as_of), item)
         else:
             yield _timed(bot.ask, item)
 

@@ -116,6 +116,13 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
                     elem_id="qa-upload",
                 )
                 upload_msg = gr.HTML("", elem_id="qa-upload-msg")
+                gr.Markdown("### Dates\nOnly articles published in this range (both days "
+                            "included; empty: any date).", elem_id="qa-dates-help")
+                with gr.Row(elem_id="qa-dates"):
+                    since = gr.Textbox(label="From", placeholder="YYYY-MM-DD", max_lines=1,
+                                       min_width=110, elem_id="qa-since")
+                    until = gr.Textbox(label="Until", placeholder="YYYY-MM-DD", max_lines=1,
+                                       min_width=110, elem_id="qa-until")
                 gr.HTML(
                     "<div class='qa-help'><b>How answers work.</b> Each answer is quoted from "
                     "the articles; the numbers [1] point to its sources below it, with the "
@@ -127,7 +134,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
 
         answer_kwargs: dict[str, Any] = {
             "fn": page.respond,
-            "inputs": [pending, chatbot, conv],
+            "inputs": [pending, chatbot, conv, since, until],
             "outputs": [chatbot, conv],
             "api_visibility": "undocumented",
             "concurrency_limit": limit,

@@ -90,7 +90,8 @@ class _Page:
         text = value.get("text", "") if isinstance(value, dict) else str(value or "")
         return self.take_question(text, history, conv)
 
-    def respond(self, question: str, history: list[Any], conv: Conversation | None
+    def respond(self, question: str, history: list[Any], conv: Conversation | None,
+                since: str | None = None, until: str | None = None
                 ) -> Iterator[tuple[list[Any], Conversation]]:
         """Answer the remembered question, showing its text as the answer layer produces it
         (a language model's tokens as they stream; the extractive answer in one piece),
@@ -101,6 +102,8 @@ class _Page:
         queue, and each one is shown as soon as it arrives.
         """
         conv = self._conversation(conv)
+        # The page's date range (a malformed date is the answer's one-line error).
+        conv.chat.since, conv.chat.until = (since or "").strip(), (until or "").strip()
         history = list(history or [])
         history.append({"role": "assistant", "content": render_pending()})
         yield [*history], conv

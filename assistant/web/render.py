@@ -124,6 +124,8 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
         return render_abstention(answer, text)
     shown = answer.text if text is None else text
     parts = ['<div class="qa-answer">']
+    if answer.scope:
+        parts.append(f'<div class="qa-scope">{_esc(answer.scope)}</div>')
     if answer.notice:
         parts.append(f'<div class="qa-notice">{_esc(answer.notice)}</div>')
     if answer.short_answer:
@@ -137,7 +139,8 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
             parts.append(
                 f'<details class="qa-src"{is_open}><summary>'
                 f'<span class="qa-n">{c.n}</span>'
-                f'<span class="qa-title">{_esc(c.title or c.path)}</span>{_date(c.published)}'
+                f'<span class="qa-title">{_esc(c.title or c.path)}</span>{_outlet(c.source)}'
+                f'{_date(c.published)}'
                 f'<span class="qa-file">{_esc(c.path)}</span></summary>'
                 f'<blockquote class="qa-para">{reader.context_html(c, answer.passages)}'
                 "</blockquote></details>"
@@ -158,6 +161,11 @@ def _date(published: str) -> str:
     return f'<span class="qa-date">{_esc(published)}</span>' if published else ""
 
 
+def _outlet(source: str) -> str:
+    """The article's Source: line beside its title ("" when it has none)."""
+    return f'<span class="qa-outlet">{_esc(source)}</span>' if source else ""
+
+
 def _snippet(text: str, limit: int = 320) -> str:
     flat = " ".join(text.split())
     if len(flat) <= limit:
@@ -174,13 +182,16 @@ def render_abstention(answer: Answer, text: str | None = None) -> str:
         '<div class="qa-abstain-h">Not covered by the articles</div>',
         f'<p class="qa-text">{_esc(shown)}</p>',
     ]
+    if answer.scope:
+        parts.insert(2, f'<div class="qa-scope">{_esc(answer.scope)}</div>')
     if answer.passages:
         parts.append('<details class="qa-near" open><summary>Closest passages found '
                      "<em>(not an answer)</em></summary>")
         for p in answer.passages[:3]:
             parts.append(
                 f'<div class="qa-near-item"><div class="qa-near-src">'
-                f'<span class="qa-title">{_esc(p.title or p.path)}</span>{_date(p.published)}'
+                f'<span class="qa-title">{_esc(p.title or p.path)}</span>{_outlet(p.source)}'
+                f'{_date(p.published)}'
                 f'<span class="qa-file">{_esc(p.path)}</span></div>'
                 f"<blockquote>{_esc(_snippet(p.text))}</blockquote></div>"
             )

@@ -1,0 +1,149 @@
+"""Dates as data: each chunk's publication day filters retrieval inside Chroma and the BM25
+index, time words in a question set a window, and citations carry the article's date and
+source. The corpus is a few short dated articles written for these tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pytest
+
+from assistant.core import Assistant
+from assistant.corpus import read_text
+from assistant.timeframe import DayRange
+
+QUESTION = "How much will the Harbour Bridge repairs cost?"
+ARTICLES = {
+    "bridge-early.txt": "Harbour Bridge repairs priced\nPublished: 2024-03-04\n\n"
+    "The Harbour Bridge repairs will cost 12 million dollars, the city council said on "
+    "Monday. Work on the deck is to start in April.\n\nSource: Valley Herald\n",
+    "bridge-late.txt": "Bridge repair bill rises\nPublished: 2024-03-11\n\n"
+    "The Harbour Bridge repairs will now cost 19 million dollars, the city council said "
+    "on Monday. Rust found under the deck raised the price.\n\nSource: Coast Times\n",
+    "bridge-undated.txt": "An engineer on the bridge\n\n"
+    "The Harbour Bridge repairs will cost 30 million dollars, a retired engineer claimed "
+    "in a letter to the council.\n",
+    "mayor.txt": "Valley election\nPublished: February 2, 2024\n\n"
+    "Maria Lopez won the valley mayoral election with 54 percent of the vote. She promised "
+    "to fix the roads.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory: pytest.TempPathFactory, embed_model) -> Assistant:
+    base = tmp_path_factory.mktemp("dated")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    bot = Assistant(corpus=corpus, store=base / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    return bot
+
+
+def _cited(answer) -> set[str]:
+    return {c.path for c in answer.citations}
+
+
+def _check_quotes(bot: Assistant, answer) -> None:
+    for c in answer.citations:
+        assert read_text(bot.settings.corpus / c.path)[c.start : c.end] == c.quote
+
+
+def test_retrieval_filters_inside_the_window_in_chroma_and_bm25(dated: Assistant) -> None:
+    retriever = dated._retriever_for_query()
+    vec = dated.embed_model.embed([QUESTION])[0]
+    window = DayRange(dt.date(2024, 3, 8), dt.date(2024, 3, 31))
+    hits = retriever.retrieve(QUESTION, vec, window)
+    assert hits and {h.doc_id for h in hits} == {"bridge-late.txt"}
+    assert {"bm25", "dense"} <= set(hits[0].ranks)  # both retrievers ran on the window
+    assert retriever.bm25.search(QUESTION, 10, window)[0][0].startswith("bridge-late.txt")
+    everything = retriever.retrieve(QUESTION, vec)
+    assert "bridge-undated.txt" in {h.doc_id for h in everything}
+    assert retriever.newest == dt.date(2024, 3, 11)
+    assert retriever.retrieve(QUESTION, vec, DayRange(dt.date(2020, 1, 1),
+                                                      dt.date(2020, 1, 2))) == []
+
+
+def test_since_and_until_choose_the_articles_of_the_range(dated: Assistant) -> None:
+    late = dated.ask(QUESTION, since="2024-03-08")
+    assert _cited(late) == {"bridge-late.txt"} and "19 million" in late.text
+    assert late.scope == "Articles from 8 March 2024 onwards"
+    early = dated.ask(QUESTION, until=dt.date(2024, 3, 5))
+    assert _cited(early) <= {"bridge-early.txt"} and "12 million" in early.text
+    assert early.scope == "Articles published up to 5 March 2024"
+    for answer in (late, early):
+        _check_quotes(dated, answer)
+    nothing = dated.ask(QUESTION, since="2024-01-01", until="2024-01-31")
+    assert nothing.abstained  # a range the user gave is never widened
+
+
+def test_time_words_set_a_window_from_as_of(dated: Assistant) -> None:
+    answer = dated.ask("How much will the Harbour Bridge repairs cost this week?",
+                       as_of="2024-03-06")
+    assert _cited(answer) == {"bridge-early.txt"}
+    assert answer.scope == ("In articles from 29 February – 6 March 2024 (“this week”, "
+                            "as of 6 March 2024)")
+    newest = dated.ask("How much will the Harbour Bridge repairs cost this week?")
+    assert _cited(newest) == {"bridge-late.txt"}
+    assert "as of 11 March 2024, the newest article's date" in (newest.scope or "")
+
+
+def test_as_of_leaves_out_later_articles(dated: Assistant) -> None:
+    answer = dated.ask(QUESTION, as_of="2024-03-05")
+    assert "bridge-late.txt" not in _cited(answer)
+    assert all("bridge-late" not in p.path for p in answer.passages)
+
+
+def test_nothing_in_the_window_widens_and_says_so(dated: Assistant) -> None:
+    answer = dated.ask("Who won the valley mayoral election this week?")
+    assert not answer.abstained and _cited(answer) == {"mayor.txt"}
+    assert answer.scope == ("No article from 5–11 March 2024 (“this week”, as of 11 March "
+                            "2024, the newest article's date) answers this; answered from "
+                            "all articles")
+
+
+def test_undated_articles_count_only_without_a_filter(dated: Assistant) -> None:
+    retriever = dated._retriever_for_query()
+    vec = dated.embed_model.embed([QUESTION])[0]
+    window = DayRange(None, dt.date(2030, 1, 1))
+    assert "bridge-undated.txt" not in {h.doc_id for h in retriever.retrieve(QUESTION, vec,
+                                                                             window)}
+
+
+def test_citations_carry_headline_source_and_date(dated: Assistant) -> None:
+    answer = dated.ask(QUESTION, since="2024-03-08")
+    c = answer.citations[0]
+    assert (c.title, c.source, c.published) == ("Bridge repair bill rises", "Coast Times",
+                                                "2024-03-11")
+    data = answer.to_dict()
+    assert data["citations"][0]["source"] == "Coast Times"
+    assert data["scope"] == "Articles from 8 March 2024 onwards"
+
+
+def test_cli_date_flags(dated: Assistant) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "assistant.cli", "ask", "--corpus",
+                               str(dated.settings.corpus), "--store", str(dated.settings.store),
+                               *args], capture_output=True, text=True, timeout=120)
+
+    got = run("--since", "2024-03-08", "--json", QUESTION)
+    assert got.returncode == 0, got.stderr
+    data = json.loads(got.stdout)
+    assert {c["path"] for c in data["citations"]} == {"bridge-late.txt"}
+    assert data["scope"] == "Articles from 8 March 2024 onwards"
+    text = run("--as-of", "2024-03-06", "How much will the Harbour Bridge repairs cost this "
+               "week?")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0].startswith("In articles from 29 February – 6 March")
+    assert "· Harbour Bridge repairs priced · Valley Herald · 2024-03-04:" in text.stdout
+    bad = run("--until", "March 5", QUESTION)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "assistant: error: --until 'March 5' is not a date: write it as YYYY-MM-DD"]
+    backwards = run("--since", "2024-03-08", "--until", "2024-03-01", QUESTION)
+    assert backwards.returncode == 2 and "is after" in backwards.stderr
