@@ -266,7 +266,12 @@ class HybridRetriever:
         dense = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
                          got["distances"][0], strict=True))
         for rank, (cid, text, meta, distance) in enumerate(dense):
-            hit = hits[cid] = Hit(cid, text or "", _node_meta(meta or {}))
+            node_meta = _node_meta(meta or {})
+            if "doc_id" not in node_meta:
+                # Deleted by an ingest in another process after this one loaded its vector
+                # index: the id is still in that index, the record is gone.
+                continue
+            hit = hits[cid] = Hit(cid, text or "", node_meta)
             hit.ranks["dense"] = rank
             hit.score += 1.0 / (RRF_K + rank + 1)
             # ChromaVectorStore's score is exp(-distance); the dense evidence is unchanged.
