@@ -352,3 +352,35 @@ def test_upload_from_the_page_updates_the_status(tmp_path: Path, browser: Any) -
     finally:
         handle.stop()
         shutil.rmtree(tmp_path / "srv", ignore_errors=True)
+
+
+def test_the_date_range_keeps_to_its_articles_and_says_so(tmp_path: Path, browser: Any) -> None:
+    from tests.test_dates import ARTICLES
+
+    handle = start_server(tmp_path / "srv", examples=[])
+    try:
+        for name, text in ARTICLES.items():
+            (handle.corpus / name).write_text(text, encoding="utf-8")
+        handle.bot.ingest()
+        tab = Page(browser, handle.url)
+        tab.page.fill("#qa-since input", "2024-03-08")
+        tab.ask("How much will the Harbour Bridge repairs cost?")
+        tab.wait_bot_count(1)
+        answer = tab.bot_messages()[0]
+        assert answer.query_selector(".qa-scope").inner_text() == \
+            "Articles from 8 March 2024 onwards"
+        assert "19 million" in answer.inner_text()
+        assert {f.inner_text() for f in answer.query_selector_all(".qa-file")} == \
+            {"bridge-late.txt"}
+        assert answer.query_selector(".qa-outlet").inner_text() == "Coast Times"
+        assert answer.query_selector(".qa-date").inner_text() == "2024-03-11"
+        tab.screenshot("chat-dates.png")
+        tab.page.fill("#qa-since input", "")
+        tab.page.fill("#qa-until input", "March 5")
+        tab.ask("How much will the Harbour Bridge repairs cost?")
+        tab.wait_bot_count(2)
+        assert "is not a date: write it as YYYY-MM-DD" in tab.bot_messages()[1].inner_text()
+        assert tab.external == []
+        tab.page.close()
+    finally:
+        handle.stop()
