@@ -243,7 +243,10 @@ def parse_header(text: str) -> tuple[str, dict[str, str], int, int]:
         i += 1
     if i < len(lines):
         first = lines[i][0].strip()
-        if _header_pair(first) is None and _is_title(first) and _has_more(lines, i + 1):
+        # A first line is the headline when it reads as one, or when header lines follow
+        # it: a headline may end in "?", "!" or the "..." of a shortened one.
+        if (_header_pair(first) is None and _has_more(lines, i + 1)
+                and (_is_title(first) or _header_follows(lines, i + 1))):
             title = first.lstrip("#").strip()
             i += 1
     while i < len(lines):
@@ -297,6 +300,14 @@ def _is_title(line: str) -> bool:
     if len(line) > 200 or (len(line.split()) < 2 and len(line) < 3):
         return False
     return not re.search(r"[.!?…][\"'”’)]*$", line)
+
+
+def _header_follows(lines: list[tuple[str, int]], start: int) -> bool:
+    """True when the next non-empty line from ``start`` is a ``Key: value`` header line."""
+    for line, _ in lines[start:]:
+        if line.strip():
+            return len(line) <= 200 and _header_pair(line) is not None
+    return False
 
 
 def _has_more(lines: list[tuple[str, int]], start: int) -> bool:

@@ -36,6 +36,18 @@ def test_first_sentence_is_not_a_title() -> None:
     assert title == "" and meta == {} and start == 0
 
 
+@pytest.mark.parametrize("headline", ["Is this the end of the high street?",
+                                      "Inside the guesthouse set to become a royal home ...",
+                                      "Floods! Three towns cut off.",
+                                      "The mayor resigned on Monday."])
+def test_a_first_line_followed_by_header_lines_is_the_headline(headline: str) -> None:
+    text = f"{headline}\nPublished: 2024-03-05\n\nThe body begins here. It goes on.\n"
+    title, meta, start, end = parse_header(text)
+    assert title == headline
+    assert meta == {"published": "2024-03-05"}
+    assert text[start:end] == "The body begins here. It goes on."
+
+
 def test_title_from_filename() -> None:
     assert title_from_filename("city-council_vote.md") == "City council vote"
 
