@@ -131,3 +131,32 @@ def test_run_eval_without_files(corpus: Path) -> None:
     result = run_eval(bot, gold[:1])
     assert result.overall["questions"] == 4
     assert list(result.files) == [str(gold[0])]
+
+
+def test_as_of_asks_each_dated_question_as_on_its_date(corpus: Path, tmp_path: Path) -> None:
+    from assistant.settings import AssistantError
+    from assistant.types import Answer
+    from tests.test_evals import FakeBot, write_jsonl
+
+    class DatedBot(FakeBot):
+        def ask(self, question: str, *, as_of: str | None = None) -> Answer:
+            self.dates.append((question, as_of))
+            return Answer(question=question, text="", abstained=True)
+
+    bot = DatedBot(corpus, {})
+    bot.dates = []  # type: ignore[attr-defined]
+    gold = write_jsonl(tmp_path / "gold" / "dated.jsonl", [
+        {"id": "a", "question": "Who won this week?", "answers": [], "as_of": "2024-03-05"},
+        {"id": "b", "question": "Who lost?", "answers": [], "question_date": "2024-02-01"},
+        {"id": "c", "question": "Who drew?", "answers": []},
+    ])
+    run_eval(bot, [gold], as_of=True)
+    assert bot.dates == [("Who won this week?", "2024-03-05"),  # type: ignore[attr-defined]
+                         ("Who lost?", "2024-02-01"), ("Who drew?", None)]
+    bot.dates = []  # type: ignore[attr-defined]
+    run_eval(bot, [gold])  # without the option, no question is dated
+    assert [d for _, d in bot.dates] == [None, None, None]  # type: ignore[attr-defined]
+    bad = write_jsonl(tmp_path / "gold" / "bad.jsonl", [
+        {"id": "x", "question": "Who?", "answers": [], "as_of": "last Tuesday"}])
+    with pytest.raises(AssistantError, match="'as_of' must be a date"):
+        run_eval(bot, [bad])
