@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from assistant import answer_model
+from assistant.agreement import agreement_line, find_agreement
 from assistant.answer_model import AnswerModel
 from assistant.entities import Entity, EntityTagger
 from assistant.features import (
@@ -267,8 +268,16 @@ class ExtractiveAnswerer:
         ]
         text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
         short = choice.span.text if choice.span is not None else None
+        found = find_agreement(analysis.shortlist, choice, question, self.model.policy.join)
+        for role, sentences in (("agrees", found.agree), ("differs", found.differ)):
+            for c in sentences:
+                citations.append(Citation(
+                    n=len(citations) + 1, doc_id=c.doc_id, title=c.title, path=c.path,
+                    start=c.start, end=c.end, quote=c.text, score=round(c.prob, 4),
+                    published=c.published, source=_source(c.hit), role=role))
         return Answer(question=question.text, text=text, short_answer=short, abstained=False,
-                      citations=citations, retrieved=retrieved, passages=passages)
+                      citations=citations, retrieved=retrieved, passages=passages,
+                      agreement=agreement_line(citations))
 
     def _role_holders(self, text: str, entities: list[Entity], role: str) -> list[Entity]:
         """People named next to a mention of ``role`` ("Judge Margaret Oyelaran", "Stefan

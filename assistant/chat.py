@@ -83,7 +83,8 @@ class ChatSession:
         given: list[str] = []
         if context is not None:
             last = self.history[-1][1]
-            avoid = [(c.doc_id, c.start, c.end) for c in last.citations]
+            avoid = [(c.doc_id, c.start, c.end) for c in last.citations
+                     if c.role == "answer"]
             given = [last.short_answer] if last.short_answer and not last.abstained else []
         question = message
         if context is None and needs_earlier_turn(message):

@@ -173,6 +173,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 
+ROLE_LABELS = {"agrees": " (also states it)", "differs": " (says otherwise)"}
+"""How a source line marks a citation that is not quoted in the answer text."""
+
+
 def format_answer(answer: Answer, with_text: bool = True) -> str:
     """An answer with its numbered sources, for the terminal (only the sources when
     ``with_text`` is false: the text was streamed)."""
@@ -185,13 +189,17 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
         lines.append(f"({answer.notice})")
     if answer.scope and not with_text:
         lines.append(answer.scope)
+    if answer.agreement:
+        lines.append(f"({answer.agreement})")
     if answer.citations:
         lines.append("")
         for c in answer.citations:
             quote = c.quote if len(c.quote) <= 300 else c.quote[:297] + "…"
             about = " · ".join(one_line(x) for x in (c.title, c.source, c.published) if x)
             about = f" · {about}" if about else ""
-            lines.append(f"[{c.n}] {one_line(c.path)} ({c.start}-{c.end}){about}: \"{quote}\"")
+            role = ROLE_LABELS.get(c.role, "")
+            lines.append(f"[{c.n}]{role} {one_line(c.path)} ({c.start}-{c.end}){about}: "
+                         f"\"{quote}\"")
     elif answer.abstained and answer.passages:
         lines.append("")
         lines.append("Closest passages (not an answer):")

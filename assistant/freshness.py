@@ -275,18 +275,23 @@ def confirm(answer: Answer, files: CorpusFiles, changes: Changes,
     if not stale:
         return answer
     kept = [c for c in answer.citations if c.n not in stale]
-    if not kept:
+    if not any(c.role == "answer" for c in kept):
         answer.text, answer.abstained, answer.short_answer = abstain_text, True, None
-        answer.citations = []
+        answer.citations, answer.agreement = [], None
         return answer
     if answer.backend == "extractive":
         kept = [replace(c, n=i) for i, c in enumerate(kept, start=1)]
-        answer.text = " ".join(f"{c.quote} [{c.n}]" for c in kept)
+        answer.text = " ".join(f"{c.quote} [{c.n}]" for c in kept if c.role == "answer")
     else:
         answer.text = _drop_markers(answer.text, stale)
     answer.citations = kept
-    if answer.short_answer and not any(answer.short_answer in c.quote for c in kept):
+    if answer.short_answer and not any(answer.short_answer in c.quote for c in kept
+                                       if c.role == "answer"):
         answer.short_answer = None
+    if answer.agreement is not None:
+        from assistant.agreement import agreement_line
+
+        answer.agreement = agreement_line(kept)
     return answer
 
 

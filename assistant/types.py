@@ -29,6 +29,9 @@ class Citation:
     score: float = 0.0
     published: str = ""
     source: str = ""  # the article's Source: line (its outlet), if any
+    role: str = "answer"
+    """``answer``: quoted in the answer text (its ``[n]``); ``agrees``: another article
+    that states the same short answer; ``differs``: one that gives another figure."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the citation."""
@@ -68,6 +71,9 @@ class Answer:
     latency_ms: float = 0.0
     backend: str = "extractive"
     notice: str | None = None
+    agreement: str | None = None
+    """"Stated in 3 articles; 1 other article gives another figure" when other articles
+    were found on the answer (their citations have role ``agrees`` / ``differs``)."""
     scope: str | None = None
     """Which articles were used when not all of them ("In articles from 4–10 March 2024
     (“last week”, as of 10 March 2024)"); None when every article was."""
@@ -88,6 +94,8 @@ class Answer:
             data["notice"] = self.notice
         if self.scope:
             data["scope"] = self.scope
+        if self.agreement:
+            data["agreement"] = self.agreement
         return data
 
 

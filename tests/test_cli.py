@@ -52,7 +52,7 @@ def test_ask_json_matches_the_contract(workdir: Path) -> None:
     text = read_text(workdir / "corpus" / data["citations"][0]["path"])
     for c in data["citations"]:
         assert set(c) == {"n", "doc_id", "title", "path", "start", "end", "quote", "score",
-                          "published", "source"}
+                          "published", "source", "role"}
         assert text[c["start"] : c["end"]] == c["quote"]
 
 

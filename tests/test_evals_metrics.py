@@ -115,3 +115,20 @@ def test_retrieval_rank_hits_and_mrr() -> None:
     assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + 0 + 1 / 6) / 4)
     assert hit_at_k([], 1) is None
     assert mean_reciprocal_rank([]) is None
+
+
+def test_only_the_sentences_the_answer_quotes_count_against_its_length() -> None:
+    from assistant.types import Citation
+
+    def cite(n: int, role: str = "answer") -> Citation:
+        return Citation(n=n, doc_id="a", title="", path="a", start=0, end=1, quote="x",
+                        role=role)
+
+    two = answer("It took three years. [1] It was hard. [2]", citations=[cite(1), cite(2)])
+    assert answer_correct(two, ["three years"])
+    three = answer("It took three years. [1] It was hard. [2] And long. [3]",
+                   citations=[cite(1), cite(2), cite(3)])
+    assert not answer_correct(three, ["three years"])  # more than two cited sentences
+    backed = answer("It took three years. [1] It was hard. [2]",
+                    citations=[cite(1), cite(2), cite(3, "agrees"), cite(4, "differs")])
+    assert answer_correct(backed, ["three years"])  # other articles' sources are not text

@@ -216,7 +216,8 @@ def answer_correct(answer: Answer, gold_answers: Sequence[str]) -> bool:
         return answer.abstained
     if answer.abstained or answer_words(answer) > MAX_ANSWER_WORDS:
         return False
-    if answer.backend == "extractive" and len(answer.citations) > MAX_ANSWER_SENTENCES:
+    quoted = [c for c in answer.citations if c.role == "answer"]  # not other articles
+    if answer.backend == "extractive" and len(quoted) > MAX_ANSWER_SENTENCES:
         return False
     return text_contains(answer.text, gold_answers)
 

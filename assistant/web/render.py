@@ -132,13 +132,15 @@ def render_answer(answer: Answer, reader: SourceReader, text: str | None = None,
         parts.append(f'<div class="qa-short"><span>Answer</span> {_esc(answer.short_answer)}'
                      "</div>")
     parts.append(f'<p class="qa-text">{_answer_text_html(shown)}</p>')
+    if answer.agreement and sources:
+        parts.append(f'<div class="qa-agreement">{_esc(answer.agreement)}</div>')
     if sources and answer.citations:
         parts.append('<div class="qa-sources"><div class="qa-sources-h">Sources</div>')
         for i, c in enumerate(answer.citations):
             is_open = " open" if i == 0 or len(answer.citations) <= 2 else ""
             parts.append(
                 f'<details class="qa-src"{is_open}><summary>'
-                f'<span class="qa-n">{c.n}</span>'
+                f'<span class="qa-n">{c.n}</span>{_role(c.role)}'
                 f'<span class="qa-title">{_esc(c.title or c.path)}</span>{_outlet(c.source)}'
                 f'{_date(c.published)}'
                 f'<span class="qa-file">{_esc(c.path)}</span></summary>'
@@ -159,6 +161,12 @@ def render_partial(text: str) -> str:
 def _date(published: str) -> str:
     """The article's date beside its title ("" when the article has none)."""
     return f'<span class="qa-date">{_esc(published)}</span>' if published else ""
+
+
+def _role(role: str) -> str:
+    """A label for a source not quoted in the answer text ("" for one that is)."""
+    label = {"agrees": "also states it", "differs": "says otherwise"}.get(role)
+    return f'<span class="qa-role qa-{role}">{label}</span>' if label else ""
 
 
 def _outlet(source: str) -> str:

@@ -1,0 +1,143 @@
+"""What several articles say about the chosen answer (assistant/agreement.py), and how the
+answer shows it: unit tests on hand-made sentences, then the whole path on a small corpus
+written for the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.agreement import (
+    agreement_line,
+    find_agreement,
+    same_story,
+    states,
+)
+from assistant.core import Assistant
+from assistant.corpus import read_text
+from assistant.entities import Entity
+from assistant.features import Choice, Sentence, Span, sentence_stems
+from assistant.question import analyze
+from assistant.retrieval import Hit
+from assistant.types import Citation
+
+
+def _sentence(doc: str, text: str, prob: float, typed: list[str] = ()) -> Sentence:
+    hit = Hit(id=f"{doc}::0", text=text, meta={"doc_id": doc, "start": 0, "end": len(text),
+                                               "sents": "[]"})
+    ents = [Entity(t, "MONEY", text.index(t), text.index(t) + len(t)) for t in typed]
+    return Sentence(doc_id=doc, path=doc, title=doc, start=0, end=len(text), text=text,
+                    rank=0, hit=hit, typed=ents, prob=prob, stems=sentence_stems(text))
+
+
+def _choice(best: Sentence, short: str) -> Choice:
+    span = Span(entity=Entity(short, "MONEY", 0, len(short)), sentence=best,
+                sentence_rank=0, text=short)
+    return Choice(sentences=[best], best=best, runner_up=None, span=span, span_prob=0.9)
+
+
+COST = analyze("How much will the repairs cost?")
+BEST = _sentence("a.txt", "The repairs will cost 19 million dollars, the council said.", 0.6,
+                 ["19 million dollars"])
+
+
+def test_other_articles_that_state_the_answer_agree_and_other_figures_differ() -> None:
+    ranked = [
+        BEST,
+        _sentence("b.txt", "Officials say the repairs will cost 19 million dollars.", 0.2,
+                  ["19 million dollars"]),
+        _sentence("c.txt", "In March the repairs were to cost 12 million dollars.", 0.15,
+                  ["12 million dollars"]),
+        _sentence("d.txt", "The repairs will cost 19 million dollars, a rival said.", 0.01,
+                  ["19 million dollars"]),  # not believed: below the bar
+        _sentence("e.txt", "The new stadium opened with 40,000 seats.", 0.3,
+                  ["40,000"]),  # believed, but about something else
+    ]
+    found = find_agreement(ranked, _choice(BEST, "19 million dollars"), COST, 0.08)
+    assert [s.doc_id for s in found.agree] == ["b.txt"]
+    assert [s.doc_id for s in found.differ] == ["c.txt"]
+    assert found.articles == 2
+
+
+def test_a_copy_of_one_story_counts_once_but_an_updated_figure_does_not() -> None:
+    copy = _sentence("wire.txt", "The repairs will cost 19 million dollars, the council "
+                     "said.", 0.3, ["19 million dollars"])
+    update = _sentence("old.txt", "The repairs will cost 12 million dollars, the council "
+                       "said.", 0.2, ["12 million dollars"])
+    found = find_agreement([BEST, copy, update], _choice(BEST, "19 million dollars"),
+                           COST, 0.08)
+    assert found.agree == [] and [s.doc_id for s in found.differ] == ["old.txt"]
+    assert same_story(BEST.text, copy.text) and not same_story(BEST.text, update.text)
+
+
+def test_only_values_differ_a_different_name_is_not_an_update() -> None:
+    other = _sentence("b.txt", "Maria Lopez won the vote.", 0.3, ["Maria Lopez"])
+    best = _sentence("a.txt", "Ana Ruiz won the vote.", 0.6, ["Ana Ruiz"])
+    found = find_agreement([best, other], _choice(best, "Ana Ruiz"), analyze("Who won the vote?"),
+                           0.08)
+    assert found.agree == [] and found.differ == []
+
+
+@pytest.mark.parametrize(("sentence", "value", "expected"), [
+    ("It cost 19,500 dollars.", "19500 dollars", True),
+    ("It cost 119 million.", "19 million", False),  # whole words only
+    ("Lopez won.", "", False),
+])
+def test_states_matches_whole_words(sentence: str, value: str, expected: bool) -> None:
+    assert states(sentence, value) is expected
+
+
+def test_the_agreement_line() -> None:
+    def cite(doc: str, role: str) -> Citation:
+        return Citation(n=1, doc_id=doc, title="", path=doc, start=0, end=1, quote="x",
+                        role=role)
+
+    assert agreement_line([cite("a", "answer"), cite("a", "answer")]) is None
+    assert agreement_line([cite("a", "answer"), cite("b", "agrees"), cite("c", "agrees")]) \
+        == "Stated in 3 articles"
+    assert agreement_line([cite("a", "answer"), cite("b", "differs")]) == \
+        "Stated in 1 article; 1 other article gives another figure"
+
+
+ARTICLES = {
+    "bridge-early.txt": "Harbour Bridge repairs priced\nPublished: 2024-03-04\n\n"
+    "The Harbour Bridge repairs will cost 12 million dollars, the city council said on "
+    "Monday. Work on the deck is to start in April.\n",
+    "bridge-late.txt": "Bridge repair bill rises\nPublished: 2024-03-11\n\n"
+    "The Harbour Bridge repairs will now cost 19 million dollars, the city council said "
+    "on Monday. Rust found under the deck raised the price.\n\nSource: Coast Times\n",
+    "bridge-wire.txt": "Bridge repair bill rises\nPublished: 2024-03-11\n\n"
+    "The Harbour Bridge repairs will now cost 19 million dollars, the city council said "
+    "on Monday. Rust found under the deck raised the price.\n\nSource: Wire Service\n",
+    "council.txt": "Council meets on bridge\nPublished: 2024-03-12\n\n"
+    "Councillors met on Tuesday. The repairs to the Harbour Bridge will cost 19 million "
+    "dollars, the treasurer confirmed to the council.\n",
+}
+
+
+def test_the_answer_cites_agreeing_and_differing_articles_once_each(tmp_path: Path,
+                                                                    embed_model) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    bot = Assistant(corpus=corpus, store=tmp_path / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    answer = bot.ask("How much will the Harbour Bridge repairs cost?")
+    assert "19 million" in (answer.short_answer or "")
+    roles: dict[str, list[str]] = {}
+    for c in answer.citations:
+        roles.setdefault(c.role, []).append(c.path)
+        assert read_text(corpus / c.path)[c.start : c.end] == c.quote
+    # One of the two copies of the wire story is quoted; the other is not shown again.
+    assert len({"bridge-late.txt", "bridge-wire.txt"} & set(roles["answer"])) == 1
+    assert not {"bridge-late.txt", "bridge-wire.txt"} & set(roles.get("agrees", []))
+    assert roles["agrees"] == ["council.txt"]
+    assert roles["differs"] == ["bridge-early.txt"]
+    assert answer.agreement == "Stated in 2 articles; 1 other article gives another figure"
+    assert "[3]" not in answer.text and "[4]" not in answer.text  # only the answer's own
+    data = answer.to_dict()
+    assert data["agreement"] == answer.agreement
+    assert [c["role"] for c in data["citations"]][-2:] == ["agrees", "differs"]
