@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from assistant.corpus import parse_date
 from assistant.features import Choice, Sentence
 from assistant.question import Question
 from assistant.types import Citation
@@ -22,6 +23,9 @@ different value of another type (a person, a place) is a different answer, not a
 MIN_COVER = 0.5
 """A sentence speaks of the same thing when it holds at least this share of the question's
 own content words (stems), besides being believed by the ranker."""
+PREFER_NEWEST = True
+"""When a newer article gives another value of the kind asked for, answer with it (the
+older value is then shown as what an older article said)."""
 SAME_STORY = 0.8
 """Two sentences whose word sets overlap this much (Jaccard) are copies of one story."""
 _TOKEN = re.compile(r"\w+")
@@ -96,6 +100,18 @@ def find_agreement(ranked: list[Sentence], choice: Choice, question: Question,
         seen_docs.add(s.doc_id)
         kept.append(s.text)
     return found
+
+
+def newer_value(found: Agreement, choice: Choice) -> Sentence | None:
+    """The differing sentence of the newest article, when that article is newer than every
+    article stating the chosen answer (None when any of the dates is unknown)."""
+    stated = [parse_date(s.published) for s in (choice.best, *found.agree)]
+    if not found.differ or any(d is None for d in stated):
+        return None
+    newest_stated = max(d for d in stated if d is not None)
+    dated = [(d, s) for s in found.differ if (d := parse_date(s.published)) is not None]
+    later = [(d, s.prob, s) for d, s in dated if d > newest_stated]
+    return max(later, key=lambda t: (t[0], t[1]))[2] if later else None
 
 
 def agreement_line(citations: list[Citation]) -> str | None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assistant import answer_model
-from assistant.agreement import agreement_line, find_agreement
+from assistant import agreement, answer_model
+from assistant.agreement import agreement_line, find_agreement, newer_value
 from assistant.answer_model import AnswerModel
 from assistant.entities import Entity, EntityTagger
 from assistant.features import (
@@ -87,6 +87,7 @@ class ExtractiveAnswerer:
         self.min_score = min_score  # None: the model's threshold for the corpus
         self.soft = SoftMatcher(word_vectors)
         self.corpus_articles = 0  # articles in the index (set by the Assistant)
+        self.prefer_newest = agreement.PREFER_NEWEST
 
     # -- the steps ---------------------------------------------------------------------------
     @staticmethod
@@ -269,6 +270,17 @@ class ExtractiveAnswerer:
         text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
         short = choice.span.text if choice.span is not None else None
         found = find_agreement(analysis.shortlist, choice, question, self.model.policy.join)
+        newer = newer_value(found, choice) if self.prefer_newest else None
+        if newer is not None:  # the story moved on: answer with the newest article's value
+            choice = _choice_of(newer, choice)
+            found = find_agreement(analysis.shortlist, choice, question,
+                                   self.model.policy.join)
+            citations = [Citation(n=1, doc_id=newer.doc_id, title=newer.title,
+                                  path=newer.path, start=newer.start, end=newer.end,
+                                  quote=newer.text, score=score, published=newer.published,
+                                  source=_source(newer.hit))]
+            text = f"{newer.text} [1]"
+            short = choice.span.text if choice.span is not None else None
         for role, sentences in (("agrees", found.agree), ("differs", found.differ)):
             for c in sentences:
                 citations.append(Citation(
@@ -340,6 +352,17 @@ def clean_span(text: str) -> str:
     text = re.sub(r"[’']s$", "", text)
     text = re.sub(r"^(?:the\s+)?[A-Z][\w-]*[’']s\s+(?=[A-Z])", "", text)
     return text
+
+
+def _choice_of(sentence: Sentence, old: Choice) -> Choice:
+    """``sentence`` as the answer, its short answer the value of the kind ``old`` gave (the
+    entity of the same label, else its first value of the expected type)."""
+    label = old.span.entity.label if old.span is not None else None
+    entity = next((e for e in sentence.typed if e.label == label), sentence.typed[0])
+    span = Span(entity=entity, sentence=sentence, sentence_rank=0,
+                text=clean_span(entity.text))
+    return Choice(sentences=[sentence], best=sentence, runner_up=None, span=span,
+                  span_prob=old.span_prob)
 
 
 def _passage(hit: Hit) -> Passage:

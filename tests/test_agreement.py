@@ -141,3 +141,53 @@ def test_the_answer_cites_agreeing_and_differing_articles_once_each(tmp_path: Pa
     data = answer.to_dict()
     assert data["agreement"] == answer.agreement
     assert [c["role"] for c in data["citations"]][-2:] == ["agrees", "differs"]
+
+
+def test_a_newer_article_with_another_figure_is_preferred() -> None:
+    from dataclasses import replace
+
+    from assistant.agreement import newer_value
+
+    old = replace(BEST, published="2024-03-04")
+    newer = _sentence("n.txt", "The repairs will now cost 27 million dollars, officials "
+                      "said.", 0.2, ["27 million dollars"])
+    newer.published = "2024-03-11"
+    older = _sentence("o.txt", "The repairs were to cost 9 million dollars.", 0.2,
+                      ["9 million dollars"])
+    older.published = "2024-02-01"
+    found = find_agreement([old, newer, older], _choice(old, "19 million dollars"), COST, 0.08)
+    assert {s.doc_id for s in found.differ} == {"n.txt", "o.txt"}
+    assert newer_value(found, _choice(old, "19 million dollars")) is newer
+    undated = replace(BEST, published="")  # an undated answer is never overruled
+    assert newer_value(find_agreement([undated, newer], _choice(undated, "19 million "
+                                      "dollars"), COST, 0.08), _choice(undated, "x")) is None
+    latest = replace(BEST, published="2024-03-20")
+    found = find_agreement([latest, newer, older], _choice(latest, "19 million dollars"),
+                           COST, 0.08)
+    assert newer_value(found, _choice(latest, "19 million dollars")) is None
+
+
+def test_the_answer_moves_to_the_newest_figure(tmp_path: Path, embed_model) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "first.txt").write_text(
+        "Flood deaths\nPublished: 2024-03-04\n\nAt least 12 people died in the Ashby valley "
+        "floods, the regional police said on Monday.\n", encoding="utf-8")
+    (corpus / "later.txt").write_text(
+        "Toll rises\nPublished: 2024-03-08\n\nThe number of people who died in the floods in "
+        "the Ashby valley rose to 27 on Thursday.\n", encoding="utf-8")
+    bot = Assistant(corpus=corpus, store=tmp_path / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    question = "How many people died in the Ashby valley floods, according to the police?"
+    answer = bot.ask(question)
+    assert answer.short_answer == "27", answer.to_dict()
+    assert [(c.path, c.role) for c in answer.citations] == [("later.txt", "answer"),
+                                                             ("first.txt", "differs")]
+    assert answer.agreement == "Stated in 1 article; 1 other article gives another figure"
+    bot._answerer.prefer_newest = False  # the ranker alone prefers the police's sentence
+    assert bot.ask(question).short_answer == "At least 12"
+    bot._answerer.prefer_newest = True
+    before = bot.ask(question, as_of="2024-03-05")  # as on the day the first was published
+    assert before.short_answer == "At least 12" or "12" in (before.short_answer or "")
+    assert [c.path for c in before.citations] == ["first.txt"]
