@@ -19,7 +19,7 @@ import numpy as np
 from assistant.answering import ABSTAIN_TEXT, ExtractiveAnswerer
 from assistant.entities import EntityTagger
 from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge_notices
-from assistant.question import analyze
+from assistant.question import Question, analyze
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
 from assistant.timeframe import DayRange, parse_day, scope_for
@@ -301,7 +301,7 @@ class Assistant:
         answer.scope = scope.label()
         return answer
 
-    def _answer_in(self, q: Any, query: str, query_vector: np.ndarray, qvec: np.ndarray,
+    def _answer_in(self, q: Question, query: str, query_vector: np.ndarray, qvec: np.ndarray,
                    window: DayRange | None, avoid: set[tuple[str, int, int]],
                    changes: Changes | None) -> Answer:
         """The answer from the chunks of articles published in ``window`` (None: all)."""
