@@ -72,3 +72,28 @@ def test_a_rebuild_on_a_chroma_server_switches_generations_for_every_client(
     for c in answer.citations:
         assert read_text(corpus_dir / c.path)[c.start : c.end] == c.quote
     assert bot.ingest().unchanged == 1
+
+
+def test_date_limits_filter_inside_a_chroma_server(tmp_path: Path, chroma_url: str,
+                                                  embed_model) -> None:
+    import datetime as dt
+
+    from assistant.timeframe import DayRange
+    from tests.test_dates import ARTICLES, QUESTION
+
+    corpus = tmp_path / "dated"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    bot = Assistant(corpus=corpus, store=tmp_path / "store", chroma_url=chroma_url)
+    bot._embed = embed_model
+    bot.ingest()
+    retriever = bot._retriever_for_query()
+    vec = embed_model.embed([QUESTION])[0]
+    window = DayRange(dt.date(2024, 3, 8), None)
+    assert {h.doc_id for h in retriever.retrieve(QUESTION, vec, window)} == {"bridge-late.txt"}
+    answer = bot.ask(QUESTION, until="2024-03-05")
+    assert {c.path for c in answer.citations} <= {"bridge-early.txt"} and answer.citations
+    assert answer.scope == "Articles published up to 5 March 2024"
+    for c in answer.citations:
+        assert read_text(corpus / c.path)[c.start : c.end] == c.quote
