@@ -338,6 +338,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                     report.changed += 1
                 else:
                     report.new += 1
+                    report.added.append(article.path)
         gone = [d for d in stored if d not in current and not kept(d)]
         if (todo or gone) and previous:
             # Until this run completes the store matches no corpus: a run killed midway

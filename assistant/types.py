@@ -111,6 +111,7 @@ class IngestReport:
     chunks: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
+    added: list[str] = field(default_factory=list)  # paths of the new articles
 
     @property
     def articles(self) -> int:

@@ -172,6 +172,21 @@ def test_the_page_shows_the_watcher_and_refreshes_it(article_bot: Any) -> None:
         watcher._set(ingesting=False, error="indexing failed: <disk> full",
                      last_time=time.time())
         assert "indexing failed: &lt;disk&gt; full" in page.status()
+    # Articles the watcher adds lead the examples of pages opened afterwards.
+    from assistant.types import IngestReport
+
+    (article_bot.settings.corpus / "ferry-new.txt").write_text(
+        "Gull Island Ferry Timetable\n\nThe Harbour Board has approved a new ferry timetable "
+        "for Gull Island. The first crossing leaves at seven.\n", encoding="utf-8")
+    assert watcher.on_ingest is not None
+    try:
+        article_bot.ingest()
+        watcher.on_ingest(IngestReport(new=1, added=["ferry-new.txt"]))
+        examples = watcher.on_ingest.__self__.examples  # type: ignore[attr-defined]
+        assert examples[0] == "Who has approved a new ferry timetable for Gull Island?"
+    finally:
+        (article_bot.settings.corpus / "ferry-new.txt").unlink()
+        article_bot.ingest()
     # Without a watcher: no timer, the status line as before.
     plain = web.build_app(article_bot, examples=[])
     assert not [b for b in plain.blocks.values() if isinstance(b, gr.Timer)]

@@ -55,6 +55,8 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
         page.watcher = watcher
         if watcher.lock is None:
             watcher.lock = page.guard.write
+        if watcher.on_ingest is None:  # new articles in the folder lead the examples
+            watcher.on_ingest = page.watcher_ingested
     settings = bot.settings
     if examples is None:
         examples = example_questions(bot)

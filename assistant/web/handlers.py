@@ -14,6 +14,7 @@ import gradio as gr
 
 from assistant.corpus import SkippedFile, decode
 from assistant.settings import AssistantError, Settings
+from assistant.types import IngestReport
 from assistant.web.api import api_answer
 from assistant.web.examples import example_questions, merge_examples
 from assistant.web.locking import ReadWriteLock
@@ -205,6 +206,12 @@ class _Page:
             log.warning("no example questions from the uploads: %s", exc)
             return
         self.examples = merge_examples(new, self.examples)
+
+    def watcher_ingested(self, report: IngestReport) -> None:
+        """The corpus watcher ingested: questions about its new articles lead the examples
+        (of pages opened from now on, as after an upload)."""
+        if report.added:
+            self.add_examples([self.bot.settings.corpus / p for p in report.added])
 
     # -- uploads ----------------------------------------------------------------------------
     def upload(self, files: list[str] | str | None) -> tuple[str, str]:
