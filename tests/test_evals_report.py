@@ -124,3 +124,27 @@ def test_check_thresholds() -> None:
     assert str(missed[1]) == "latency_p95_ms = 3000 > maximum 2000"
     assert "not measured" in str(missed[2])
     assert check_thresholds({"f1": 0.8}, {"f1": 0.5}) == []
+
+
+def test_the_report_counts_dated_widened_and_agreeing_answers() -> None:
+    from assistant.evals.gold import GoldQuestion
+    from assistant.evals.report import _scope_lines
+    from assistant.evals.runner import EvalResult, QuestionResult
+    from assistant.types import Answer
+
+    def result(scope: str | None, agreement: str | None = None) -> QuestionResult:
+        gold = GoldQuestion(id="q", question="q", answers=["x"])
+        return QuestionResult(gold=gold, answer=Answer(question="q", text="x", scope=scope,
+                                                       agreement=agreement),
+                              latency_ms=1.0, correct=True, verdict="correct")
+
+    res = EvalResult(results=[result("In articles from 4–10 March 2024 (…)"),
+                              result("No article from 4–10 March 2024 (…) answers this; …",
+                                     "Stated in 2 articles"),
+                              result(None)], files={}, overall={}, labels={})
+    assert _scope_lines(res) == [
+        "- Answers limited by date: 1; widened to every article when nothing in the "
+        "question's window answered: 1",
+        "- Answers citing other articles that agree or differ: 1"]
+    assert _scope_lines(EvalResult(results=[result(None)], files={}, overall={},
+                                   labels={})) == []

@@ -117,6 +117,7 @@ def render_report(result: EvalResult) -> str:
         f"- Questions: {len(result.results)} ({answerable} answerable, "
         f"{len(result.results) - answerable} unanswerable), "
         f"failures: {len(result.failures)}",
+        *_scope_lines(result),
         "",
         "## Summary",
         "",
@@ -144,6 +145,21 @@ def render_report(result: EvalResult) -> str:
         ]
         lines.extend(_question_row(r) for r in rows)
     return "\n".join(lines) + "\n"
+
+
+def _scope_lines(result: EvalResult) -> list[str]:
+    """How many answers a date window or date limit narrowed (and how many had to widen),
+    and how many cited other articles that agree or give another figure."""
+    lines = []
+    scopes = [r.answer.scope for r in result.results if r.answer.scope]
+    if scopes:
+        widened = sum(s.startswith("No article from") for s in scopes)
+        lines.append(f"- Answers limited by date: {len(scopes) - widened}; widened to every "
+                     f"article when nothing in the question's window answered: {widened}")
+    agreeing = sum(bool(r.answer.agreement) for r in result.results)
+    if agreeing:
+        lines.append(f"- Answers citing other articles that agree or differ: {agreeing}")
+    return lines
 
 
 OUTCOMES = ("right answer and short answer", "right sentence, wrong short answer",
