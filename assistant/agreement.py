@@ -2,9 +2,9 @@
 short answer, and which state a different value of the kind asked for (a count that
 changed as a story developed). Near-identical copies of one story count once.
 
-Only sentences the sentence ranker believes in are read (a probability of at least the
-answer model's ``join``, the bar for joining a neighbouring sentence), so agreement is
-never drawn from a sentence that merely shares words with the question.
+Only the sentence ranker's shortlist is read (the eight sentences it ranks best), and of
+it only sentences that hold half of the question's own words and state the value as one
+of their entities, so agreement is never drawn from a sentence that merely shares a word.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ VALUE_TYPES = frozenset({"NUMBER", "AMOUNT", "MONEY", "PERCENT", "AGE", "DURATIO
 different value of another type (a person, a place) is a different answer, not an update."""
 MIN_COVER = 0.5
 """A sentence speaks of the same thing when it holds at least this share of the question's
-own content words (stems), besides being believed by the ranker."""
+own content words (stems)."""
 PREFER_NEWEST = True
 """When a newer article gives another value of the kind asked for, answer with it (the
 older value is then shown as what an older article said)."""
@@ -73,10 +73,10 @@ def covers(sentence: Sentence, question: Question) -> bool:
     return bool(own) and len(own & sentence.stems) >= MIN_COVER * len(own)
 
 
-def find_agreement(ranked: list[Sentence], choice: Choice, question: Question,
-                   min_prob: float) -> Agreement:
+def find_agreement(ranked: list[Sentence], choice: Choice, question: Question) -> Agreement:
     """The other articles among ``ranked`` (the scored shortlist) that state ``choice``'s
-    short answer, and, for a value type, those that state another value of that kind."""
+    short answer as one of their entities (a name, a number, a date: not a word that
+    happens to occur), and, for a value type, those that state another value of that kind."""
     found = Agreement()
     if choice.span is None:
         return found
@@ -85,13 +85,13 @@ def find_agreement(ranked: list[Sentence], choice: Choice, question: Question,
     seen_docs = {s.doc_id for s in choice.sentences}
     kept = [s.text for s in choice.sentences]
     for s in ranked:
-        if s.doc_id in seen_docs or s.prob < min_prob or not covers(s, question):
+        if s.doc_id in seen_docs or not covers(s, question):
             continue
         if any(same_story(s.text, k) for k in kept):
             seen_docs.add(s.doc_id)  # a copy of a story already counted
             continue
-        if states(s.text, short):
-            found.agree.append(s)
+        if any(states(e.text, short) or states(short, e.text) for e in s.entities or ()):
+            found.agree.append(s)  # the same value, tagged as a value, not a common word
         elif answer_type in VALUE_TYPES and s.typed and not any(
                 states(e.text, short) or states(short, e.text) for e in s.typed):
             found.differ.append(s)

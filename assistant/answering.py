@@ -269,12 +269,11 @@ class ExtractiveAnswerer:
         ]
         text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
         short = choice.span.text if choice.span is not None else None
-        found = find_agreement(analysis.shortlist, choice, question, self.model.policy.join)
+        found = find_agreement(analysis.shortlist, choice, question)
         newer = newer_value(found, choice) if self.prefer_newest else None
         if newer is not None:  # the story moved on: answer with the newest article's value
             choice = _choice_of(newer, choice)
-            found = find_agreement(analysis.shortlist, choice, question,
-                                   self.model.policy.join)
+            found = find_agreement(analysis.shortlist, choice, question)
             citations = [Citation(n=1, doc_id=newer.doc_id, title=newer.title,
                                   path=newer.path, start=newer.start, end=newer.end,
                                   quote=newer.text, score=score, published=newer.published,
