@@ -243,12 +243,15 @@ def parse_header(text: str) -> tuple[str, dict[str, str], int, int]:
         i += 1
     if i < len(lines):
         first = lines[i][0].strip()
-        # A first line is the headline when it reads as one, or when header lines follow
-        # it: a headline may end in "?", "!" or the "..." of a shortened one.
-        if (_header_pair(first) is None and _has_more(lines, i + 1)
-                and (_is_title(first) or _header_follows(lines, i + 1))):
+        if _header_pair(first) is None and _is_title(first) and _has_more(lines, i + 1):
             title = first.lstrip("#").strip()
             i += 1
+        elif _header_pair(first) is None and _header_follows(lines, i + 1):
+            # A headline ending in "?", "!" or the "..." of a shortened one, above header
+            # lines: their date and byline are read; the text, headline and header lines
+            # included, is chunked as it always was (taking these lines out of it changes
+            # retrieval for every such article, which wants a study of its own).
+            meta.update(_pairs_from(lines, i + 1))
     while i < len(lines):
         line = lines[i][0]
         if not line.strip():
@@ -300,6 +303,19 @@ def _is_title(line: str) -> bool:
     if len(line) > 200 or (len(line.split()) < 2 and len(line) < 3):
         return False
     return not re.search(r"[.!?…][\"'”’)]*$", line)
+
+
+def _pairs_from(lines: list[tuple[str, int]], start: int) -> dict[str, str]:
+    """The ``Key: value`` header lines from ``start`` up to the first other line."""
+    meta: dict[str, str] = {}
+    for line, _ in lines[start:]:
+        if not line.strip():
+            continue
+        pair = _header_pair(line)
+        if pair is None:
+            break
+        meta.setdefault(pair[0], pair[1])
+    return meta
 
 
 def _header_follows(lines: list[tuple[str, int]], start: int) -> bool:

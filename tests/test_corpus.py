@@ -40,12 +40,12 @@ def test_first_sentence_is_not_a_title() -> None:
                                       "Inside the guesthouse set to become a royal home ...",
                                       "Floods! Three towns cut off.",
                                       "The mayor resigned on Monday."])
-def test_a_first_line_followed_by_header_lines_is_the_headline(headline: str) -> None:
+def test_header_lines_under_a_first_line_that_is_no_title_are_read(headline: str) -> None:
     text = f"{headline}\nPublished: 2024-03-05\n\nThe body begins here. It goes on.\n"
     title, meta, start, end = parse_header(text)
-    assert title == headline
-    assert meta == {"published": "2024-03-05"}
-    assert text[start:end] == "The body begins here. It goes on."
+    assert meta == {"published": "2024-03-05"}  # the date is read
+    assert title == "" and start == 0  # the text is chunked as before, headline included
+    assert text[start:end] == text.rstrip("\n")
 
 
 def test_title_from_filename() -> None:
