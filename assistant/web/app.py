@@ -118,12 +118,13 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
                     elem_id="qa-upload",
                 )
                 upload_msg = gr.HTML("", elem_id="qa-upload-msg")
-                gr.Markdown("### Dates\nOnly articles published in this range (both days "
-                            "included; empty: any date).", elem_id="qa-dates-help")
+                gr.Markdown("### Dates\nOnly articles published in this range, as "
+                            "YYYY-MM-DD (both days included; empty: any date).",
+                            elem_id="qa-dates-help")
                 with gr.Row(elem_id="qa-dates"):
-                    since = gr.Textbox(label="From", placeholder="YYYY-MM-DD", max_lines=1,
+                    since = gr.Textbox(label="From", placeholder="any date", max_lines=1,
                                        min_width=110, elem_id="qa-since")
-                    until = gr.Textbox(label="Until", placeholder="YYYY-MM-DD", max_lines=1,
+                    until = gr.Textbox(label="Until", placeholder="any date", max_lines=1,
                                        min_width=110, elem_id="qa-until")
                 gr.HTML(
                     "<div class='qa-help'><b>How answers work.</b> Each answer is quoted from "
