@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from assistant.settings import AssistantError, Settings
 from assistant.text import one_line
-from assistant.types import Answer
+from assistant.types import CITATION_ROLES, Answer
 
 DEFAULTS = Settings()
 
@@ -173,10 +173,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{k: getattr(args, k, None) for k in keys})
 
 
-ROLE_LABELS = {"agrees": " (also states it)", "differs": " (says otherwise)"}
-"""How a source line marks a citation that is not quoted in the answer text."""
-
-
 def format_answer(answer: Answer, with_text: bool = True) -> str:
     """An answer with its numbered sources, for the terminal (only the sources when
     ``with_text`` is false: the text was streamed)."""
@@ -197,7 +193,7 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
             quote = c.quote if len(c.quote) <= 300 else c.quote[:297] + "…"
             about = " · ".join(one_line(x) for x in (c.title, c.source, c.published) if x)
             about = f" · {about}" if about else ""
-            role = ROLE_LABELS.get(c.role, "")
+            role = f" ({CITATION_ROLES[c.role]})" if c.role in CITATION_ROLES else ""
             lines.append(f"[{c.n}]{role} {one_line(c.path)} ({c.start}-{c.end}){about}: "
                          f"\"{quote}\"")
     elif answer.abstained and answer.passages:

@@ -9,6 +9,10 @@ MAX_ANSWER_WORDS = 60
 """The longest answer text, in words, that the answer layer gives and the evals accept."""
 
 
+CITATION_ROLES = {"agrees": "also states it", "differs": "says otherwise"}
+"""How the CLI and the page label a citation not quoted in the answer text, by its role."""
+
+
 @dataclass
 class Citation:
     """A cited passage: the character span ``[start:end]`` of a corpus file.

@@ -56,6 +56,20 @@ def build_bot(base: Path, embed_model, extra: dict[str, str] | None = None):
     return bot
 
 
+def corpus_bot(base: Path, articles: dict[str, str], embed_model):
+    """An ingested Assistant under ``base`` over exactly ``articles`` (name -> text)."""
+    from assistant.core import Assistant
+
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for name, text in articles.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    bot = Assistant(corpus=corpus, store=base / "store")
+    bot._embed = embed_model
+    bot.ingest()
+    return bot
+
+
 @pytest.fixture(scope="session")
 def article_bot(tmp_path_factory: pytest.TempPathFactory, embed_model):
     """An Assistant over the real article, ingested once for the session."""

@@ -14,13 +14,13 @@ from assistant.agreement import (
     same_story,
     states,
 )
-from assistant.core import Assistant
 from assistant.corpus import read_text
 from assistant.entities import Entity
 from assistant.features import Choice, Sentence, Span, sentence_stems
 from assistant.question import analyze
 from assistant.retrieval import Hit
 from assistant.types import Citation
+from tests.conftest import corpus_bot
 
 
 def _sentence(doc: str, text: str, prob: float, typed: list[str] = ()) -> Sentence:
@@ -119,13 +119,8 @@ ARTICLES = {
 
 def test_the_answer_cites_agreeing_and_differing_articles_once_each(tmp_path: Path,
                                                                     embed_model) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in ARTICLES.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    bot = Assistant(corpus=corpus, store=tmp_path / "store")
-    bot._embed = embed_model
-    bot.ingest()
+    bot = corpus_bot(tmp_path, ARTICLES, embed_model)
+    corpus = bot.settings.corpus
     answer = bot.ask("How much will the Harbour Bridge repairs cost?")
     assert "19 million" in (answer.short_answer or "")
     roles: dict[str, list[str]] = {}
@@ -168,17 +163,11 @@ def test_a_newer_article_with_another_figure_is_preferred() -> None:
 
 
 def test_the_answer_moves_to_the_newest_figure(tmp_path: Path, embed_model) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "first.txt").write_text(
-        "Flood deaths\nPublished: 2024-03-04\n\nAt least 12 people died in the Ashby valley "
-        "floods, the regional police said on Monday.\n", encoding="utf-8")
-    (corpus / "later.txt").write_text(
-        "Toll rises\nPublished: 2024-03-08\n\nThe number of people who died in the floods in "
-        "the Ashby valley rose to 27 on Thursday.\n", encoding="utf-8")
-    bot = Assistant(corpus=corpus, store=tmp_path / "store")
-    bot._embed = embed_model
-    bot.ingest()
+    bot = corpus_bot(tmp_path, {
+        "first.txt": "Flood deaths\nPublished: 2024-03-04\n\nAt least 12 people died in the "
+        "Ashby valley floods, the regional police said on Monday.\n",
+        "later.txt": "Toll rises\nPublished: 2024-03-08\n\nThe number of people who died in "
+        "the floods in the Ashby valley rose to 27 on Thursday.\n"}, embed_model)
     question = "How many people died in the Ashby valley floods, according to the police?"
     answer = bot.ask(question)
     assert answer.short_answer == "27", answer.to_dict()

@@ -14,6 +14,7 @@ import pytest
 from assistant.core import Assistant
 from assistant.corpus import read_text
 from assistant.timeframe import DayRange
+from tests.conftest import corpus_bot
 
 QUESTION = "How much will the Harbour Bridge repairs cost?"
 ARTICLES = {
@@ -34,15 +35,7 @@ ARTICLES = {
 
 @pytest.fixture(scope="module")
 def dated(tmp_path_factory: pytest.TempPathFactory, embed_model) -> Assistant:
-    base = tmp_path_factory.mktemp("dated")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    for name, text in ARTICLES.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    bot = Assistant(corpus=corpus, store=base / "store")
-    bot._embed = embed_model
-    bot.ingest()
-    return bot
+    return corpus_bot(tmp_path_factory.mktemp("dated"), ARTICLES, embed_model)
 
 
 def _cited(answer) -> set[str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from assistant.corpus import SkippedFile, read_text
 from assistant.settings import AssistantError
-from assistant.types import Answer, Citation, Passage
+from assistant.types import CITATION_ROLES, Answer, Citation, Passage
 
 if TYPE_CHECKING:
     from assistant.core import Assistant
@@ -165,7 +165,7 @@ def _date(published: str) -> str:
 
 def _role(role: str) -> str:
     """A label for a source not quoted in the answer text ("" for one that is)."""
-    label = {"agrees": "also states it", "differs": "says otherwise"}.get(role)
+    label = CITATION_ROLES.get(role)
     return f'<span class="qa-role qa-{role}">{label}</span>' if label else ""
 
 
