@@ -68,9 +68,12 @@ $(BIN)/.dev-installed: pyproject.toml
 	touch $(BIN)/.installed $@
 
 # The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
+# BENCH_MODES: chunk-pass ingests the same corpus with a model pass over every chunk as
+# well (the way before pooled chunk vectors), so that the two compare in one run.
 BENCH_SIZES ?= real,1k,10k,100k
+BENCH_MODES ?= embedded,chunk-pass,server
 bench: $(BIN)/.bench-installed
-	$(BIN)/python -m evals.bench --sizes $(BENCH_SIZES) --out bench-results/
+	$(BIN)/python -m evals.bench --sizes $(BENCH_SIZES) --modes $(BENCH_MODES) --out bench-results/
 
 $(BIN)/.bench-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -103,8 +103,8 @@ class ExtractiveAnswerer:
                     continue
                 text = hit.text[s - hit.start : e - hit.start]
                 seen[key] = Sentence(
-                    doc_id=hit.doc_id, path=str(hit.meta.get("path", hit.doc_id)),
-                    title=str(hit.meta.get("title", "")), start=s, end=e, text=text,
+                    doc_id=hit.doc_id, path=hit.record.path,
+                    title=hit.record.title, start=s, end=e, text=text,
                     rank=rank, hit=hit, stems=sentence_stems(text),
                     patterns=pattern_entities(text), published=_published(hit))
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
@@ -365,20 +365,20 @@ def _choice_of(sentence: Sentence, old: Choice) -> Choice:
 
 
 def _passage(hit: Hit) -> Passage:
-    return Passage(doc_id=hit.doc_id, title=str(hit.meta.get("title", "")),
-                   path=str(hit.meta.get("path", hit.doc_id)), start=hit.start,
-                   end=int(hit.meta["end"]), text=hit.text, score=round(hit.score, 5),
+    return Passage(doc_id=hit.doc_id, title=hit.record.title,
+                   path=hit.record.path, start=hit.start,
+                   end=hit.end, text=hit.text, score=round(hit.score, 5),
                    published=_published(hit), source=_source(hit))
 
 
 def _published(hit: Hit) -> str:
     """The chunk's article date from its header (stored as chunk metadata), or ""."""
-    return str(hit.meta.get("published") or "")
+    return hit.record.published
 
 
 def _source(hit: Hit | None) -> str:
     """The chunk's article ``Source:`` line (its outlet), or ""."""
-    return str(hit.meta.get("source") or "") if hit is not None else ""
+    return hit.record.source if hit is not None else ""
 
 
 def _abstain(question: Question, passages: list[Passage], retrieved: list[str]) -> Answer:

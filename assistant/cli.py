@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from assistant.layout import StoreLayout
 from assistant.settings import AssistantError, Settings
 from assistant.text import one_line
 from assistant.types import CITATION_ROLES, Answer
@@ -283,8 +284,7 @@ def require_ingested(bot: Any) -> None:
     settings = bot.settings
 
     def ingested() -> bool:
-        if not settings.chroma_url and not (
-                settings.store / "chroma" / "chroma.sqlite3").is_file():
+        if not settings.chroma_url and not StoreLayout(settings.store).chroma_db.is_file():
             return False
         for _ in range(3):
             bot.store.refresh()

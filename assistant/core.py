@@ -152,7 +152,7 @@ class Assistant:
     def _stored_words(self) -> Any:
         from assistant.embedding import WordVectors
 
-        folder = self.settings.store / "words" / self.store.name
+        folder = self.store.layout.words(self.store.name)
         if self._word_file is None or self._word_file.dir != folder:
             self._word_file = WordVectors(folder)
         return self._word_file
@@ -168,7 +168,7 @@ class Assistant:
 
         store = self.store if store is None else store
         fingerprint = store.fingerprint()
-        words_file = WordVectors(self.settings.store / "words" / store.name)
+        words_file = WordVectors(store.layout.words(store.name))
         have = words_file.fingerprint()
         if not fingerprint or have == fingerprint:
             return
@@ -351,15 +351,14 @@ class Assistant:
         are missing (a store directory on another machine than the ingest, a deleted file)
         are embedded now and stored for next time. A sentence that moved in its file since
         the ingest (:func:`assistant.freshness.relocate`) is looked up by its ingested span."""
-        from assistant.freshness import INGESTED_SENTS
-        from assistant.store import sentence_id
+        from assistant.layout import sentence_id
 
         keys: dict[str, list[tuple[str, int, int]]] = {}
         texts: dict[str, str] = {}
         for h in hits:
-            sha = str(h.meta.get("sha256", ""))
+            sha = h.record.sha256
             spans = h.sentences
-            ingested = h.meta.get(INGESTED_SENTS) or spans
+            ingested = h.record.stored_sentences
             for (s, e), (s0, e0) in zip(spans, ingested, strict=True):
                 sid = sentence_id(h.doc_id, sha, s0, e0)
                 at = keys.setdefault(sid, [])

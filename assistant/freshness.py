@@ -14,7 +14,6 @@ unchanged corpus costs one ``stat`` per retrieved file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -28,7 +27,6 @@ from assistant.retrieval import Hit
 from assistant.text import one_line
 from assistant.types import Answer
 
-INGESTED_SENTS = "ingested_sents"
 """Hit metadata key: the sentence spans as ingested, in the order of ``sents`` (present on
 relocated hits; the stored sentence vectors are keyed by these)."""
 SETTLE_NS = 2_000_000_000
@@ -184,7 +182,7 @@ def relocate(hit: Hit, text: str) -> Hit | None:
     far as the sentence before it moved); sentences no longer in the text are dropped, and
     the chunk is narrowed to the sentences that still stand together.
     """
-    start, end = hit.start, int(hit.meta.get("end", hit.start + len(hit.text)))
+    start, end = hit.start, hit.end
     if text[start:end] == hit.text:
         return hit
     old = hit.sentences
@@ -223,10 +221,10 @@ def relocate(hit: Hit, text: str) -> Hit | None:
 
 def _moved(hit: Hit, text: str, start: int, end: int,
            sentences: list[tuple[tuple[int, int], tuple[int, int]]]) -> Hit:
-    meta = dict(hit.meta)
-    meta.update(start=start, end=end, sents=json.dumps([list(new) for new, _ in sentences]))
-    meta[INGESTED_SENTS] = [list(orig) for _, orig in sentences]
-    return replace(hit, text=text[start:end], meta=meta, ranks=dict(hit.ranks))
+    record = replace(hit.record, start=start, end=end,
+                     sentences=tuple(new for new, _ in sentences),
+                     ingested_sentences=tuple(orig for _, orig in sentences))
+    return replace(hit, text=text[start:end], record=record, ranks=dict(hit.ranks))
 
 
 def check_hits(hits: list[Hit], files: CorpusFiles, changes: Changes) -> list[Hit]:
@@ -236,14 +234,14 @@ def check_hits(hits: list[Hit], files: CorpusFiles, changes: Changes) -> list[Hi
     states: dict[str, FileState] = {}
     out = []
     for hit in hits:
-        path = str(hit.meta.get("path", hit.doc_id))
+        path = hit.record.path
         if path not in states:
             states[path] = files.state(path)
         state = states[path]
         if state.text is None:
             changes.note(path, state.problem)
             continue
-        if state.sha256 != hit.meta.get("sha256"):
+        if state.sha256 != hit.record.sha256:
             changes.note(path)
         fixed = relocate(hit, state.text)
         if fixed is not None:

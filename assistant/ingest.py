@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -30,9 +29,18 @@ from assistant.corpus import (
     iter_corpus_files,
     load_article,
 )
-from assistant.retrieval import build_bm25, make_node
+from assistant.embedding import pooled_chunk_vector
+from assistant.layout import (
+    ChunkRecord,
+    StoreLayout,
+    chunk_id,
+    ingest_lock,
+    make_node,
+    sentence_id,
+)
+from assistant.lexical import UpdateReport, bm25_fingerprint, update_bm25
 from assistant.settings import AssistantError, Settings
-from assistant.store import IngestProgress, Store, chunk_id, ingest_lock, sentence_id
+from assistant.store import IngestProgress, Store
 from assistant.text import vocabulary
 from assistant.types import IngestReport
 
@@ -203,7 +211,7 @@ class FileIndex:
 
 
 def _index_path(settings: Settings, store: Store) -> Path:
-    return settings.store / "files" / f"{store.name}.json"
+    return store.layout.files_index(store.name)
 
 
 def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
@@ -256,7 +264,7 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
         return False
     chunks = store.count()
     if (store.recorded_counts() != (chunks, store.sentence_count())
-            or _bm25_fingerprint(store) != fingerprint):
+            or bm25_fingerprint(store) != fingerprint):
         return False
     if fresh.files != index.files:
         fresh.save()
@@ -285,7 +293,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
     report = IngestReport()
     with (ingest_lock(settings.store, settings.lock_timeout),
           IngestProgress(store, rebuild) as tracker):
-        _remove_leftovers(settings.store)
+        StoreLayout(settings.store).remove_leftovers()
         if not rebuild:
             store.drop_leftovers()
         max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
@@ -369,13 +377,15 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         # index disagree with the store: finish that run's work.
         if (changed or store.fingerprint() != fingerprint
                 or store.recorded_counts() != (store.count(), store.sentence_count())
-                or _bm25_fingerprint(store) != fingerprint):
+                or bm25_fingerprint(store) != fingerprint):
             if leftovers:
                 orphans = store.delete_orphan_sentences(set(held))
                 if orphans:
                     log.info("removed the sentences of %d interrupted article(s)", orphans)
-            log.info("building the BM25 index of %d article(s)", len(docs))
-            build_bm25(store, fingerprint)
+            lexical = UpdateReport()
+            update_bm25(store, fingerprint, lexical)
+            log.info("BM25 index of %d chunks: %d added, %d removed%s", lexical.chunks,
+                     lexical.added, lexical.removed, " (built whole)" if lexical.full else "")
             store.set_fingerprint(fingerprint, sentences=store.sentence_count(),
                                   chunks=store.count())
         index.save()
@@ -386,37 +396,6 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             serving.switch_to(store)  # readers move to the new generation
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _bm25_fingerprint(store: Store) -> str | None:
-    """The fingerprint the persisted BM25 index was built for (None when there is none)."""
-    from assistant.retrieval import _bm25_dir
-
-    try:
-        return (_bm25_dir(store) / "fingerprint").read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _remove_leftovers(store_dir: Path) -> None:
-    """Temporary directories of killed runs: half-written BM25 indexes and word vectors
-    (``.bm25-*``, ``.words-*``), the previous ones set aside (``*.old``) and directories
-    being deleted (``.*.deleting-*``). Only called under the ingest lock, only inside the
-    store. (The word vectors are written after the lock is released: a concurrent writer's
-    temporary directory removed here costs it a warning; the next ingest writes them.)"""
-    patterns = [(store_dir, ".*.deleting-*"), (store_dir / "chroma", ".*.deleting-*"),
-                (store_dir / "generations", ".*.tmp")]
-    for sub, prefix in (("bm25", ".bm25-*"), ("words", ".words-*")):
-        patterns += [(store_dir / sub, prefix), (store_dir / sub, "*.old"),
-                     (store_dir / sub, ".*.deleting-*")]
-    for folder, pattern in patterns:
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for leftover in folder.glob(pattern):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif pattern.endswith(".tmp") and leftover.is_file():
-                leftover.unlink(missing_ok=True)
 
 
 def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]]:
@@ -442,6 +421,7 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     article whose chunks are all present has its sentences too; a run killed in between
     leaves incomplete articles that the next run redoes.
     """
+    pooled = store.chunk_vectors == "pooled"
     texts: list[str] = []
     s_ids: list[str] = []
     s_docs: list[str] = []
@@ -451,32 +431,39 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
         chunks = chunk_article(a.text, a.body_start, len(a.text), settings.chunk_tokens,
                                settings.chunk_overlap_tokens)
         sentences = sorted({s for c in chunks for s in c.sentences})
-        prefix = f"{a.title}\n\n" if a.title else ""
-        plans.append((a, chunks, len(texts)))
-        texts.extend(prefix + c.text for c in chunks)
+        plans.append((a, chunks, sentences, len(texts)))
+        if not pooled:
+            prefix = f"{a.title}\n\n" if a.title else ""
+            texts.extend(prefix + c.text for c in chunks)
         s_ids += [sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences]
         s_docs += [a.doc_id] * len(sentences)
         texts.extend(a.text[s:e] for s, e in sentences)
+        if pooled and a.title:
+            texts.append(a.title)
     log.info("embedding %d texts of %d article(s)", len(texts), len(group))
     vectors = embed_model.embed(texts) if texts else []
     s_vectors = []
     nodes = []
-    for a, chunks, c_from in plans:
+    for a, chunks, sentences, at in plans:
         day = day_number(d) if (d := a.published_date) else None
-        s_from = c_from + len(chunks)
-        n_sents = len({s for c in chunks for s in c.sentences})
-        s_vectors.extend(vectors[s_from : s_from + n_sents])
+        s_from = at if pooled else at + len(chunks)
+        these = vectors[s_from : s_from + len(sentences)]
+        s_vectors.extend(these)
+        if pooled:
+            headline = vectors[s_from + len(sentences)] if a.title else None
+            row = {span: i for i, span in enumerate(sentences)}
+            chunk_vectors = [pooled_chunk_vector(these[[row[s] for s in c.sentences]],
+                                                 headline) for c in chunks]
+        else:
+            chunk_vectors = list(vectors[at : at + len(chunks)])
         for k, c in enumerate(chunks):
-            meta = {
-                "doc_id": a.doc_id, "path": a.path, "title": a.title, "sha256": a.sha256,
-                "n_chunks": len(chunks), "index": c.index, "start": c.start, "end": c.end,
-                "sents": json.dumps(c.sentences), "published": a.published,
-                "source": a.meta.get("source", ""),
-            }
-            if day is not None:
-                meta["day"] = day
-            nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text, meta,
-                                   vectors[c_from + k]))
+            record = ChunkRecord(
+                doc_id=a.doc_id, path=a.path, start=c.start, end=c.end,
+                sentences=c.sentences, title=a.title, sha256=a.sha256, index=c.index,
+                n_chunks=len(chunks), published=a.published,
+                source=a.meta.get("source", ""), day=day)
+            nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text,
+                                   record.to_metadata(), chunk_vectors[k]))
             new_words |= vocabulary(c.text)
     # The new version goes in before the earlier one is deleted (ids carry the content
     # hash), so that a reader meanwhile finds one version of each article or both, never

@@ -14,6 +14,7 @@ class AssistantError(Exception):
 
 
 ENV_PREFIX = "ASSISTANT_"
+CHUNK_VECTORS = ("pooled", "embedded")  # see Settings.chunk_vectors
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -48,6 +49,11 @@ class Settings:
     # 10 MB file takes some 20 minutes to embed, a 50 MB one hours.
     max_file_mb: float = 10.0
     embed_batch_size: int = 32
+    # How a new or rebuilt store gets its chunk vectors: "pooled" from the vectors of the
+    # chunk's sentences and the article's headline (one model pass per sentence), or
+    # "embedded" by running the model on the whole chunk as well (twice the model work).
+    # A store keeps the way it was built with until it is rebuilt.
+    chunk_vectors: str = "pooled"
     llm_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
@@ -85,6 +91,10 @@ class Settings:
             raise AssistantError("max_question_chars must be positive")
         if not 0 <= s.lock_timeout <= 86_400:  # also rejects nan
             raise AssistantError("lock_timeout must be between 0 and 86400 seconds")
+        if s.chunk_vectors not in CHUNK_VECTORS:
+            raise AssistantError(
+                f"chunk_vectors must be one of {', '.join(CHUNK_VECTORS)}, "
+                f"not {s.chunk_vectors!r}")
         if not 0 < s.max_file_mb <= 1_000_000:
             raise AssistantError("max_file_mb must be a positive number of megabytes")
         return s

@@ -18,7 +18,6 @@ memory in proportion to the whole corpus for nothing.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -34,11 +33,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from assistant.layout import (
+    SCHEMA,
+    StoreLayout,
+    generation_name,
+)
 from assistant.settings import AssistantError, Settings
 
-SCHEMA = "3"  # 2: sentence vectors moved from Chroma to SQLite; 3: chunks carry "day"
-GENERATIONS = "generations"
-"""The store's folder of generation pointers and ingest progress files."""
+__all__ = ["SCHEMA", "IngestRunning", "Store", "generation_name"]
+
 INGEST_WAIT_S = 3.0
 """How long a question with no complete index to use waits for a running ingest."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -61,14 +64,6 @@ class StoredDoc:
 
 class IngestRunning(AssistantError):
     """No complete index to answer from while an ingest runs (the message says so)."""
-
-
-def generation_name(base: str, generation: int) -> str:
-    """The collection (and file) name of ``generation`` of the collection ``base``."""
-    if generation <= 0:
-        return base
-    suffix = f"-g{generation}"
-    return base[: 63 - len(suffix)].rstrip("-._") + suffix
 
 
 def _pointer_collection(base: str) -> str:
@@ -100,23 +95,6 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def ingest_running(store: Path) -> bool:
-    """True while a process holds the store's ingest lock (a shared lock cannot be had)."""
-    try:
-        fd = os.open(store / "ingest.lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EACCES)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _clock(stamp: float) -> str:
@@ -248,7 +226,7 @@ def open_client(settings: Settings) -> Any:
                 f"{type(exc).__name__}"
             ) from None
         return client
-    path = settings.store / "chroma"
+    path = StoreLayout(settings.store).chroma
     try:
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
@@ -367,6 +345,7 @@ class Store:
     def __init__(self, settings: Settings, model_name: str, client: Any | None = None,
                  generation: int | None = None) -> None:
         self.settings = settings
+        self.layout = StoreLayout(settings.store)
         self.model_name = model_name
         self._client = client
         self.base = settings.collection_name
@@ -396,12 +375,12 @@ class Store:
     @property
     def pointer_path(self) -> Path:
         """The generation pointer of this corpus's collection."""
-        return self.settings.store / GENERATIONS / f"{self.base}.json"
+        return self.layout.pointer(self.base)
 
     @property
     def progress_path(self) -> Path:
         """The progress file of a running ingest of this corpus's collection."""
-        return self.settings.store / GENERATIONS / f"{self.base}.progress.json"
+        return self.layout.progress(self.base)
 
     def _pointer(self) -> dict[str, Any]:
         """The pointer: ``generation`` (current), and while a rebuild runs or cleans up
@@ -467,7 +446,7 @@ class Store:
     def ingest_progress(self) -> dict[str, Any] | None:
         """The progress of an ingest running on this collection (None when none runs)."""
         data = _read_json(self.progress_path)
-        if data is None or not ingest_running(self.settings.store):
+        if data is None or not self.layout.ingest_running():
             return None  # none, or left by a killed run
         return data
 
@@ -480,7 +459,7 @@ class Store:
         if isinstance(value, int | float):
             return float(value)
         with suppress(OSError):
-            return (self.settings.store / "bm25" / self.name / "fingerprint").stat().st_mtime
+            return (self.layout.bm25(self.name) / "fingerprint").stat().st_mtime
         return None
 
     def ingest_notice(self, complete_index: bool = True) -> str | None:
@@ -602,13 +581,9 @@ class Store:
             self._chunks = None
             if self._sentences is not None:
                 self._sentences.close()
-        store = self.settings.store
-        base = store / "sentences" / f"{name}.sqlite3"
-        for path in (base, base.with_name(base.name + "-wal"),
-                     base.with_name(base.name + "-shm"), store / "files" / f"{name}.json",
-                     store / "bm25" / name, store / "words" / name):
+        for path in self.layout.generation_paths(name):
             if path.exists() or path.is_symlink():
-                _remove_inside(store, path)
+                self.layout.remove_inside(path)
 
     @property
     def client(self) -> Any:
@@ -631,7 +606,7 @@ class Store:
                 raise AssistantError(
                     f"the Chroma server at {self.settings.chroma_url} failed ({_reason(exc)})"
                 ) from None
-            raise store_failed("the store", self.settings.store / "chroma", exc,
+            raise store_failed("the store", self.layout.chroma, exc,
                                "is damaged or unreadable ({reason}); run `assistant ingest "
                                "--rebuild` to rebuild it from the corpus") from None
 
@@ -653,11 +628,17 @@ class Store:
         return self._chunks
 
     @property
+    def chunk_vectors(self) -> str:
+        """How this store's chunk vectors are made (``Settings.chunk_vectors``): set when
+        the collection is created; a store from before the setting existed is "embedded"."""
+        return str((self.chunks.metadata or {}).get("chunk_vectors", "embedded"))
+
+    @property
     def sentences(self) -> SentenceVectors:
         """The sentence vectors."""
         if self._sentences is None:
             self._sentences = SentenceVectors(
-                self.settings.store / "sentences" / f"{self.name}.sqlite3")
+                self.layout.sentences(self.name))
         return self._sentences
 
     def _open(self, name: str) -> Any:
@@ -679,7 +660,8 @@ class Store:
             col = self.client.get_or_create_collection(
                 name, embedding_function=None,
                 metadata={**self.expected, "generation_of": self.base,
-                          "generation": self.generation})
+                          "generation": self.generation,
+                          "chunk_vectors": self.settings.chunk_vectors})
         except AssistantError:
             raise
         except BaseException as exc:
@@ -707,12 +689,12 @@ class Store:
         self._forget_client()
         if self._sentences is not None:
             self._sentences.close()
-        for sub in ("chroma", "sentences", "bm25", "words"):
+        for folder in self.layout.wiped_on_damage:
             try:
-                _remove_inside(self.settings.store, self.settings.store / sub)
+                self.layout.remove_inside(folder)
             except OSError as exc:
                 raise AssistantError(
-                    f"cannot delete {self.settings.store / sub}: {exc.strerror or exc}"
+                    f"cannot delete {folder}: {exc.strerror or exc}"
                 ) from None
         self._chunks = None
 
@@ -721,8 +703,8 @@ class Store:
         behind, and each rebuild would otherwise leave a copy of the index on disk."""
         if self.settings.chroma_url:
             return
-        folder = self.settings.store / "chroma"
-        db = folder / "chroma.sqlite3"
+        folder = self.layout.chroma
+        db = self.layout.chroma_db
         try:
             con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
             try:
@@ -735,11 +717,11 @@ class Store:
         for sub in folder.iterdir():
             if (_UUID.fullmatch(sub.name) and sub.name not in live and sub.is_dir()
                     and not sub.is_symlink()):
-                _remove_inside(self.settings.store, sub)
+                self.layout.remove_inside(sub)
 
     def _integrity_problem(self) -> str | None:
         """Why the embedded store's database is unusable (sqlite's quick_check), or None."""
-        db = self.settings.store / "chroma" / "chroma.sqlite3"
+        db = self.layout.chroma_db
         if not db.exists():
             return None
         try:
@@ -768,7 +750,7 @@ class Store:
             refcounts = SharedSystemClient._identifier_to_refcount
         except (ImportError, AttributeError):
             return
-        target = (self.settings.store / "chroma").resolve()
+        target = self.layout.chroma.resolve()
         for ident in list(systems):
             if ident in ("", "ephemeral") or Path(ident).resolve() != target:
                 continue
@@ -887,6 +869,25 @@ class Store:
                 return
             offset += page
 
+    def all_chunk_ids(self, page: int = 20000) -> list[str]:
+        """The id of every stored chunk (ids only: no text, no metadata is read)."""
+        out: list[str] = []
+        while True:
+            with self._guard():
+                got = self.chunks.get(include=[], limit=page, offset=len(out))
+            ids = got.get("ids") or []
+            out.extend(ids)
+            if len(ids) < page:
+                return out
+
+    def get_chunks(self, ids: list[str], page: int = 5000) -> Iterator[tuple[str, str, dict]]:
+        """The stored chunks of ``ids`` as ``(id, text, metadata)`` (missing ids left out)."""
+        for b in range(0, len(ids), page):
+            with self._guard():
+                got = self.chunks.get(ids=ids[b : b + page],
+                                      include=["documents", "metadatas"])
+            yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+
     # -- writes ---------------------------------------------------------------------------
     def delete_doc(self, doc_id: str) -> None:
         """Remove every chunk and sentence of an article (chunks first: an article without
@@ -936,67 +937,3 @@ class Store:
     def sentence_vectors(self, ids: list[str]) -> dict[str, Any]:
         """The stored vectors of the given sentence ids (missing ids are left out)."""
         return self.sentences.get(ids) if ids else {}
-
-
-def _remove_inside(store: Path, target: Path) -> None:
-    """Delete ``target`` (a directory of the store) without ever leaving ``store``: a
-    symbolic link is removed, not followed."""
-    root = store.resolve()
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-        return
-    if not target.is_dir():
-        return
-    if root not in target.resolve().parents:
-        raise AssistantError(f"refusing to delete {target}: it is not inside {store}")
-    aside = target.with_name(f".{target.name}.deleting-{os.getpid()}-{time.time_ns()}")
-    target.rename(aside)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def sentence_id(doc_id: str, sha256: str, start: int, end: int) -> str:
-    """Stable id of a sentence vector."""
-    return f"{doc_id}::{sha256[:12]}::s{start}-{end}"
-
-
-def chunk_id(doc_id: str, sha256: str, index: int) -> str:
-    """Stable id of a chunk."""
-    return f"{doc_id}::{sha256[:12]}::c{index}"
-
-
-@contextmanager
-def ingest_lock(store: Path, timeout: float) -> Iterator[None]:
-    """An exclusive file lock on the store: a second writer waits up to ``timeout`` s,
-    then gets a clear error (Chroma is not safe for two writing processes)."""
-    path = store / "ingest.lock"
-    try:
-        store.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise AssistantError(
-            f"cannot use the store directory {store}: {exc.strerror or exc}"
-        ) from None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise AssistantError(
-                        f"another ingest is running on {store} (lock {path}; waited "
-                        f"{timeout:g} s, ASSISTANT_LOCK_TIMEOUT); try again when it has "
-                        "finished"
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid()}).encode())
-        yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)

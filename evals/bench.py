@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL_CORPUS = ROOT / "corpus"
 REAL_GOLD = ROOT / "evals" / "gold" / "corpus.jsonl"
 SIZES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}
+# The modes a size can be measured in, with their label in the table.
+MODES = {"embedded": "embedded", "chunk-pass": "embedded, chunk pass",
+         "server": "server"}
 SEED = 20261126
 ENV = {"ANONYMIZED_TELEMETRY": "False", "HF_HUB_OFFLINE": "1",
        "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
@@ -179,7 +182,7 @@ def _bot(spec: dict) -> Any:
 
         MiniLMEncoder.embed = stand_in_embed  # type: ignore[method-assign]
 
-    over = {"chroma_url": spec.get("chroma_url")}
+    over = {"chroma_url": spec.get("chroma_url"), "chunk_vectors": spec.get("chunk_vectors")}
     return Assistant(corpus=spec["corpus"], store=spec["store"],
                      **{k: v for k, v in over.items() if v})
 
@@ -480,12 +483,14 @@ def bench_size(size: str, out: Path, modes: list[str], n_questions: int, peer: b
     questions = pick(load_questions(work, size), n_questions)
     result: dict[str, Any] = {"size": size, "questions_distinct": len(
         {q["question"] for q in questions}), "stand_in_embedding": stand_in}
-    for mode in [m for m in modes if m in ("embedded", "server")]:
+    for mode in [m for m in MODES if m in modes]:
         corpus = fresh_copy(pristine, work / f"corpus-{mode}")
         store = work / f"store-{mode}"
         shutil.rmtree(store, ignore_errors=True)
         spec: dict[str, Any] = {"work": str(work), "mode": mode, "corpus": str(corpus),
                                 "store": str(store), "stand_in": stand_in}
+        if mode == "chunk-pass":
+            spec["chunk_vectors"] = "embedded"
         cache = work / "embeddings.npz"
         if reuse and mode == "embedded" and "server" in modes:
             spec["save_cache"] = str(cache)
@@ -551,7 +556,7 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         peer = r.get("peer", {})
-        for mode in ("embedded", "server"):
+        for mode in MODES:
             m = r.get(mode)
             if not m:
                 continue
@@ -570,7 +575,7 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
             ratio_hit = (m["hit5"] / peer["peer_hit5"]) if peer and peer["peer_hit5"] else None
             size = r["size"] + (" (stand-in model)" if r.get("stand_in_embedding") else "")
             lines.append("| " + " | ".join([
-                size, mode, _f(m.get("chunks")), ingest_txt, cps,
+                size, MODES[mode], _f(m.get("chunks")), ingest_txt, cps,
                 f"{_f(m.get('embed_in_ingest_s'))} / {_f(m.get('floor_s'))}",
                 f"{_f(m.get('overhead_measured_pct'))} ({_f(m.get('overhead_pct'))})",
                 _f(m.get("reingest_s"), 2), _f(m.get("incr_s")),
@@ -593,6 +598,25 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
             "retrieve_p50_ms",
             "cold_start_s", "rss", "store_mib", "answer_acc", "hit5", "peer_hit5",
             "peer_p50_ms", "ratio_p50", "ratio_hit")) + " |")
+    return "\n".join(lines)
+
+
+def chunk_vector_comparison(results: list[dict]) -> str:
+    """One line per size measured both ways: the ingest with pooled chunk vectors against
+    the one with a model pass over every chunk, and the quality of each."""
+    lines = []
+    for r in results:
+        new, old = r.get("embedded"), r.get("chunk-pass")
+        if not (new and old and new.get("ingest_s") and old.get("ingest_s")):
+            continue
+        lines.append(
+            f"- {r['size']}: ingest {_f(new['ingest_s'])} s with pooled chunk vectors, "
+            f"{_f(old['ingest_s'])} s with a chunk pass: "
+            f"{_f(old['ingest_s'] / new['ingest_s'], 2)}x faster "
+            f"({_f(new.get('texts_embedded'))} texts embedded, was "
+            f"{_f(old.get('texts_embedded'))}); hit@5 {_f(new.get('hit5'), 3)} vs "
+            f"{_f(old.get('hit5'), 3)}, answer acc {_f(new.get('answer_acc'), 3)} vs "
+            f"{_f(old.get('answer_acc'), 3)}")
     return "\n".join(lines)
 
 
@@ -648,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: real, 1k, 10k, 100k (or a number of chunks)")
     parser.add_argument("--out", default="bench-results", type=Path)
     parser.add_argument("--modes", default="embedded,server",
-                        help="embedded, server (comma-separated; 'none' for the peer only)")
+                        help="embedded, chunk-pass, server (comma-separated; 'none' for the "
+                        "peer only); chunk-pass is embedded with chunk vectors from a model "
+                        "pass over each chunk (chunk_vectors=embedded), for comparison")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--no-peer", dest="peer", action="store_false")
     parser.add_argument("--cold-runs", type=int, default=3)
@@ -690,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         (out / f"results-{size}.json").write_text(json.dumps(r, indent=2))
     md = table(results)
+    if comparison := chunk_vector_comparison(results):
+        md += "\n\n" + comparison
     (out / "results.md").write_text(md + "\n")
     (out / "results.json").write_text(json.dumps({"results": results, "targets": TARGETS,
                                                   "cpus": os.cpu_count()}, indent=2))

@@ -38,12 +38,12 @@ def cache_root() -> Path:
 
 def store_key() -> str:
     """A short hash of everything that changes the contents of an ingested store."""
+    from assistant.layout import SCHEMA
     from assistant.settings import Settings
-    from assistant.store import SCHEMA
 
     s = Settings.from_env()
-    h = hashlib.sha256(f"schema={SCHEMA};chunk={s.chunk_tokens}/{s.chunk_overlap_tokens}"
-                       .encode())
+    h = hashlib.sha256(f"schema={SCHEMA};chunk={s.chunk_tokens}/{s.chunk_overlap_tokens};"
+                       f"vectors={s.chunk_vectors}".encode())
     for name in _STORE_INPUTS:
         h.update((ROOT / "assistant" / name).read_bytes())
     return h.hexdigest()[:12]

@@ -17,6 +17,7 @@ from assistant.agreement import (
 from assistant.corpus import read_text
 from assistant.entities import Entity
 from assistant.features import Choice, Sentence, Span, sentence_stems
+from assistant.layout import ChunkRecord
 from assistant.question import analyze
 from assistant.retrieval import Hit
 from assistant.types import Citation
@@ -24,8 +25,8 @@ from tests.conftest import corpus_bot
 
 
 def _sentence(doc: str, text: str, prob: float, typed: list[str] = ()) -> Sentence:
-    hit = Hit(id=f"{doc}::0", text=text, meta={"doc_id": doc, "start": 0, "end": len(text),
-                                               "sents": "[]"})
+    hit = Hit(id=f"{doc}::0", text=text,
+              record=ChunkRecord(doc_id=doc, path=doc, start=0, end=len(text), sentences=()))
     ents = [Entity(t, "MONEY", text.index(t), text.index(t) + len(t)) for t in typed]
     return Sentence(doc_id=doc, path=doc, title=doc, start=0, end=len(text), text=text,
                     rank=0, hit=hit, typed=ents, entities=ents, prob=prob,

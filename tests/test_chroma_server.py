@@ -97,3 +97,53 @@ def test_date_limits_filter_inside_a_chroma_server(tmp_path: Path, chroma_url: s
     assert answer.scope == "Articles published up to 5 March 2024"
     for c in answer.citations:
         assert read_text(corpus / c.path)[c.start : c.end] == c.quote
+
+
+def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
+        tmp_path: Path, chroma_url: str, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two store directories (two machines) on one server: the second never ingests; it
+    answers as the first does, and after the first ingests a changed file it sees the change
+    on its next question, its lexical index updated with the changed chunks only."""
+    from assistant import lexical
+    from tests.test_lexical import ARTICLES
+
+    corpus = tmp_path / "news"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    first = Assistant(corpus=corpus, store=tmp_path / "machine-a", chroma_url=chroma_url)
+    first._embed = embed_model
+    first.ingest()
+    second = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url)
+    second._embed = embed_model
+    updates: list[lexical.UpdateReport] = []
+    real = lexical.update_bm25
+
+    def recording(store, fingerprint, report=None):
+        report = report if report is not None else lexical.UpdateReport()
+        updates.append(report)
+        return real(store, fingerprint, report)
+
+    monkeypatch.setattr(lexical, "update_bm25", recording)  # the question path's updates
+
+    def seen(bot: Assistant, question: str) -> tuple:
+        a = bot.ask(question)
+        return a.text, a.short_answer, [(c.path, c.start, c.end, c.quote) for c in a.citations]
+
+    questions = ["How many damaged boats did officials in Elgin count?",
+                 "After how many days of storms did the harbour of Garth reopen?",
+                 "Who thanked the volunteers in Corran?"]
+    for q in questions:
+        assert seen(second, q) == seen(first, q), q
+    assert [(u.full, u.chunks) for u in updates] == [(True, 8)]  # from the server, once
+    assert not (tmp_path / "machine-b" / "chroma").exists()
+
+    assert seen(second, questions[1])[1] == "8"
+    (corpus / "story-6.txt").write_text(ARTICLES["story-6.txt"].replace(
+        "after 8 days", "after 11 days"), encoding="utf-8")
+    first.ingest()
+    after = seen(second, questions[1])
+    assert after[1] == "11" and after == seen(first, questions[1])
+    assert after[2] and all(read_text(corpus / path)[start:end] == quote
+                            for path, start, end, quote in after[2])
+    assert [(u.full, u.added, u.removed) for u in updates[1:]] == [(False, 1, 1)]

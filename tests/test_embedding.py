@@ -35,3 +35,25 @@ def test_llama_index_interface(embed_model: MiniLMEmbedding) -> None:
 def test_long_text_is_truncated_not_rejected(embed_model: MiniLMEmbedding) -> None:
     assert embed_model.count_tokens("word " * 1000) == 256
     assert embed_model.embed(["word " * 1000]).shape == (1, 384)
+
+
+def test_a_pooled_chunk_vector_is_its_sentences_unit_mean_pulled_toward_the_headline(
+        embed_model: MiniLMEmbedding) -> None:
+    from assistant.embedding import pooled_chunk_vector
+
+    sentences = embed_model.embed([
+        "Heavy rain flooded the valley on Monday.",
+        "Mayor Ana Ruiz said 300 homes were evacuated.",
+    ])
+    headline = embed_model.embed(["Floods hit the valley"])[0]
+    plain = pooled_chunk_vector(sentences, None)
+    mean = sentences.mean(axis=0)
+    assert np.allclose(plain, mean / np.linalg.norm(mean), atol=1e-6)
+    assert np.allclose(pooled_chunk_vector(sentences[:1], None), sentences[0], atol=1e-6)
+    titled = pooled_chunk_vector(sentences, headline)
+    assert abs(np.linalg.norm(titled) - 1.0) < 1e-5
+    assert titled @ headline > plain @ headline
+    # It still stands for its text: a question about it is nearer than one about another.
+    q = embed_model.embed(["How many homes were evacuated in the floods?",
+                           "Who won the chess tournament?"])
+    assert q[0] @ titled > q[1] @ titled + 0.2

@@ -1,6 +1,5 @@
 """The answer layer's features: each a documented function of question and candidate."""
 
-import json
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from assistant.features import (
     match_strength,
     matrix,
 )
+from assistant.layout import ChunkRecord
 from assistant.question import analyze, focus_word
 from assistant.retrieval import Hit
 
@@ -27,9 +27,10 @@ def make_hit(doc: str, text: str, rank_score: float = 0.5, start: int = 0) -> Hi
         end = pos + len(part) + (1 if pos + len(part) < len(text) else 0)
         spans.append([start + pos, start + min(end, len(text))])
         pos = end + 1
-    meta = {"doc_id": doc, "path": doc, "title": doc, "start": start,
-            "end": start + len(text), "sents": json.dumps(spans)}
-    return Hit(id=f"{doc}#0", text=text, meta=meta, score=rank_score, bm25=3.0, dense=0.5)
+    record = ChunkRecord(doc_id=doc, path=doc, title=doc, start=start, end=start + len(text),
+                         sentences=tuple((s, e) for s, e in spans))
+    return Hit(id=f"{doc}#0", text=text, record=record, score=rank_score, bm25=3.0,
+               dense=0.5)
 
 
 @pytest.mark.parametrize("features", [SENTENCE_BASE, SENTENCE_FULL, SPAN_FEATURES,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from assistant.corpus import read_text
 from assistant.freshness import Changes, CorpusFiles, confirm, merge_notices, relocate
+from assistant.layout import ChunkRecord
 from assistant.retrieval import Hit
 from assistant.types import Answer, Citation
 from tests.conftest import ARTICLE, build_bot
@@ -111,9 +112,9 @@ def test_the_cli_notice_names_the_ingest_command_for_this_store(tmp_path: Path,
 # -- the parts, on hand-made hits ------------------------------------------------------------
 
 def _hit(text: str, start: int, sentences: list[tuple[int, int]], path: str = "a.txt") -> Hit:
-    meta = {"path": path, "start": start, "end": start + len(text), "sha256": "old",
-            "sents": json.dumps([list(s) for s in sentences])}
-    return Hit(id=f"{path}:{start}", text=text, meta=meta)
+    record = ChunkRecord(doc_id=path, path=path, start=start, end=start + len(text),
+                         sentences=tuple(sentences), sha256="old")
+    return Hit(id=f"{path}:{start}", text=text, record=record)
 
 
 def test_relocate_keeps_a_chunk_in_place_and_moves_one_that_shifted() -> None:

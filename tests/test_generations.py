@@ -19,7 +19,8 @@ import pytest
 
 from assistant.core import Assistant
 from assistant.corpus import read_text
-from assistant.store import IngestRunning, ingest_lock, write_json_atomically
+from assistant.layout import ingest_lock
+from assistant.store import IngestRunning, write_json_atomically
 from tests.test_reliability import close, new_bot
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,10 +1,14 @@
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.core import Assistant
+from assistant.embedding import pooled_chunk_vector
+from assistant.layout import ingest_lock, sentence_id
 from assistant.settings import AssistantError, Settings
-from assistant.store import Store, ingest_lock
+from assistant.store import Store
 
 ARTICLES = {
     "floods.txt": "Floods hit the valley\nPublished: 2026-03-02\n\nHeavy rain flooded the "
@@ -127,6 +131,77 @@ def test_store_built_with_other_settings_is_refused(bot: Assistant) -> None:
         _ = Store(other, "all-MiniLM-L6-v2-onnx-int8").chunks
     with pytest.raises(AssistantError, match="embed_model"):
         _ = Store(bot.settings, "another-model").chunks
+
+
+@pytest.fixture
+def embed_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the embedding model is asked to embed."""
+    from assistant.embedding import MiniLMEmbedding
+
+    texts: list[str] = []
+    real = MiniLMEmbedding.embed
+
+    def recording(self, batch):
+        texts.extend(batch)
+        return real(self, batch)
+
+    monkeypatch.setattr(MiniLMEmbedding, "embed", recording)
+    return texts
+
+
+def _chunk_records(bot: Assistant) -> list[tuple[dict, str, np.ndarray]]:
+    got = bot.store.chunks.get(include=["embeddings", "metadatas", "documents"])
+    return list(zip(got["metadatas"], got["documents"], np.asarray(got["embeddings"]),
+                    strict=True))
+
+
+def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
+        bot: Assistant, embed_calls: list[str], embed_model) -> None:
+    bot.ingest()
+    assert bot.store.chunk_vectors == "pooled"
+    records = _chunk_records(bot)
+    assert len(records) == 2
+    for meta, text, vector in records:
+        ids = [sentence_id(meta["doc_id"], meta["sha256"], s, e)
+               for s, e in json.loads(meta["sents"])]
+        assert len(ids) >= 2
+        stored = bot.store.sentence_vectors(ids)
+        headline = embed_model.embed([meta["title"]])[0]
+        want = pooled_chunk_vector(np.stack([stored[i] for i in ids]), headline)
+        assert vector @ want > 0.9999  # sentence vectors are stored as float16
+        assert not any(text in t for t in embed_calls), "the model ran on a whole chunk"
+    # The pooled vector still finds its chunk.
+    answer = bot.ask("How many homes were evacuated?")
+    assert "300" in answer.text and answer.citations
+
+
+def test_a_store_keeps_its_chunk_vectors_until_it_is_rebuilt(
+        bot: Assistant, embed_calls: list[str], tmp_path: Path, embed_model) -> None:
+    old = Assistant(corpus=bot.settings.corpus, store=bot.settings.store,
+                    chunk_vectors="embedded")
+    old._embed = embed_model
+    old.ingest()
+    assert old.store.chunk_vectors == "embedded"
+    assert any("Floods hit the valley\n\nHeavy rain" in t for t in embed_calls)
+
+    # An assistant set to pool adds to that store the way it was built.
+    (bot.settings.corpus / "fire.txt").write_text(
+        "Fire at the mill\n\nA fire destroyed the old mill. Nobody was hurt.")
+    embed_calls.clear()
+    assert bot.ingest().new == 1
+    assert bot.store.chunk_vectors == "embedded"
+    assert any(t.startswith("Fire at the mill\n\nA fire destroyed") for t in embed_calls)
+
+    embed_calls.clear()
+    bot.ingest(rebuild=True)
+    assert bot.store.chunk_vectors == "pooled"
+    assert not any("\n\n" in t for t in embed_calls)
+    assert "destroyed" in bot.ask("What destroyed the old mill?").text
+
+
+def test_an_unknown_chunk_vector_setting_is_one_clear_error() -> None:
+    with pytest.raises(AssistantError, match="chunk_vectors must be one of pooled, embedded"):
+        Settings.from_env({"ASSISTANT_CHUNK_VECTORS": "averaged"})
 
 
 def test_rebuild_recreates_the_store(bot: Assistant) -> None:

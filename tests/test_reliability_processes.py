@@ -26,8 +26,8 @@ import pytest
 
 from assistant.core import Assistant
 from assistant.corpus import read_text
+from assistant.layout import ingest_lock
 from assistant.settings import AssistantError
-from assistant.store import ingest_lock
 from tests.conftest import ARTICLE
 from tests.test_reliability import Q24, close, make_corpus, new_bot
 

@@ -39,12 +39,13 @@ def test_bm25_ranks_and_scores_as_llama_index_bm25_retriever(heldout_bot: Assist
     from llama_index.core.schema import QueryBundle
     from llama_index.retrievers.bm25 import BM25Retriever
 
-    from assistant.retrieval import _node_meta, build_bm25, make_node
+    from assistant.layout import make_node, node_meta
+    from assistant.lexical import update_bm25
 
     store = heldout_bot.store
-    ours = build_bm25(store, store.fingerprint())
+    ours = update_bm25(store, store.fingerprint())
     assert ours is not None
-    nodes = [make_node(cid, text, _node_meta(meta)) for cid, text, meta in store.iter_chunks()]
+    nodes = [make_node(cid, text, node_meta(meta)) for cid, text, meta in store.iter_chunks()]
     assert len(nodes) > 20
     reference = BM25Retriever.from_defaults(
         nodes=nodes, stemmer=Stemmer.Stemmer("english"), language="en",
@@ -59,16 +60,16 @@ def test_bm25_ranks_and_scores_as_llama_index_bm25_retriever(heldout_bot: Assist
 def test_persisted_index_is_read_back_without_rebuilding(heldout_bot: Assistant,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    import assistant.retrieval as retrieval
+    import assistant.lexical as lexical
 
     store = heldout_bot.store
-    built = retrieval.build_bm25(store, store.fingerprint())
+    built = lexical.update_bm25(store, store.fingerprint())
 
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the persisted index should have been used")
 
-    monkeypatch.setattr(retrieval, "build_bm25", no_rebuild)
-    loaded = retrieval.load_bm25(store, store.fingerprint())
+    monkeypatch.setattr(lexical, "update_bm25", no_rebuild)
+    loaded = lexical.load_bm25(store, store.fingerprint())
     assert loaded.ids == built.ids
     assert loaded.search(QUERIES[0], 5) == built.search(QUERIES[0], 5)
 
@@ -76,10 +77,10 @@ def test_persisted_index_is_read_back_without_rebuilding(heldout_bot: Assistant,
 def test_a_read_only_store_directory_still_answers(heldout_bot: Assistant, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """When the index cannot be persisted, the one just built is used from memory."""
-    import assistant.retrieval as retrieval
+    import assistant.lexical as lexical
 
     store = heldout_bot.store
     (tmp_path / "a-file").write_text("")
-    monkeypatch.setattr(retrieval, "_bm25_dir", lambda s: tmp_path / "a-file" / "bm25" / "x")
-    index = retrieval.load_bm25(store, store.fingerprint())
+    monkeypatch.setattr(lexical, "bm25_dir", lambda s: tmp_path / "a-file" / "bm25" / "x")
+    index = lexical.load_bm25(store, store.fingerprint())
     assert index.search(QUERIES[0], 3)

@@ -1,0 +1,306 @@
+"""The store directory's layout: where each part of a store lives, the schema version, the
+ingest lock, the leftovers of killed runs, and the typed record of one chunk.
+
+    <store>/
+      chroma/                   the embedded Chroma database (absent with a Chroma server)
+      generations/<base>.json   which generation readers use (atomic pointer)
+      generations/<base>.progress.json   how far a running ingest is
+      ingest.lock               held by the one process that writes
+      sentences/<name>.sqlite3  sentence vectors, looked up by id
+      bm25/<name>/              the lexical index (bm25s), its chunk ids and days
+      words/<name>/             vectors of the corpus vocabulary
+      files/<name>.json         size and mtime of each ingested file
+
+``<base>`` is the corpus's collection name, ``<name>`` one generation's
+(:func:`generation_name`). Nothing else in the package builds a path inside a store.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.settings import AssistantError
+
+SCHEMA = "3"  # 2: sentence vectors moved from Chroma to SQLite; 3: chunks carry "day"
+
+
+def generation_name(base: str, generation: int) -> str:
+    """The collection (and file) name of one generation of a corpus's index."""
+    return base if generation == 0 else f"{base}-g{generation}"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Every path of one store directory."""
+
+    root: Path
+
+    @property
+    def chroma(self) -> Path:
+        """The embedded Chroma database's directory."""
+        return self.root / "chroma"
+
+    @property
+    def chroma_db(self) -> Path:
+        """The embedded Chroma database's SQLite file."""
+        return self.chroma / "chroma.sqlite3"
+
+    @property
+    def generations(self) -> Path:
+        """The folder of generation pointers and progress files."""
+        return self.root / "generations"
+
+    def pointer(self, base: str) -> Path:
+        """The generation pointer of the corpus whose collection is ``base``."""
+        return self.generations / f"{base}.json"
+
+    def progress(self, base: str) -> Path:
+        """The progress file of a running ingest of ``base``."""
+        return self.generations / f"{base}.progress.json"
+
+    @property
+    def lock(self) -> Path:
+        """The ingest lock file."""
+        return self.root / "ingest.lock"
+
+    def sentences(self, name: str) -> Path:
+        """The sentence-vector database of generation ``name``."""
+        return self.root / "sentences" / f"{name}.sqlite3"
+
+    def bm25(self, name: str) -> Path:
+        """The BM25 index folder of generation ``name``."""
+        return self.root / "bm25" / name
+
+    def words(self, name: str) -> Path:
+        """The word-vector folder of generation ``name``."""
+        return self.root / "words" / name
+
+    def files_index(self, name: str) -> Path:
+        """The size-and-mtime index of the files ingested into generation ``name``."""
+        return self.root / "files" / f"{name}.json"
+
+    def generation_paths(self, name: str) -> list[Path]:
+        """Everything of generation ``name`` outside Chroma."""
+        db = self.sentences(name)
+        return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
+                self.files_index(name), self.bm25(name), self.words(name)]
+
+    @property
+    def wiped_on_damage(self) -> list[Path]:
+        """The folders deleted when the embedded store is damaged beyond opening."""
+        return [self.chroma, self.root / "sentences", self.root / "bm25", self.root / "words"]
+
+    def leftovers(self) -> Iterator[Path]:
+        """Temporary files and folders of killed runs: half-written BM25 indexes and word
+        vectors (``.bm25-*``, ``.words-*``), previous ones set aside (``*.old``), folders
+        being deleted (``.*.deleting-*``) and half-written pointers (``*.tmp``)."""
+        patterns = [(self.root, ".*.deleting-*"), (self.chroma, ".*.deleting-*"),
+                    (self.generations, ".*.tmp")]
+        for sub, prefix in (("bm25", ".bm25-*"), ("words", ".words-*")):
+            folder = self.root / sub
+            patterns += [(folder, prefix), (folder, "*.old"), (folder, ".*.deleting-*")]
+        for folder, pattern in patterns:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for leftover in folder.glob(pattern):
+                folder_left = leftover.is_dir() and not leftover.is_symlink()
+                if folder_left or (pattern.endswith(".tmp") and leftover.is_file()):
+                    yield leftover
+
+    def remove_leftovers(self) -> None:
+        """Delete :meth:`leftovers` (only under the ingest lock: they may be a live run's)."""
+        for leftover in list(self.leftovers()):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+    def remove_inside(self, target: Path) -> None:
+        """Delete ``target`` without ever leaving the store: a symbolic link is removed,
+        not followed; a folder is renamed aside first, so that a crash leaves a leftover,
+        not half a folder."""
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+            return
+        if not target.is_dir():
+            return
+        if self.root.resolve() not in target.resolve().parents:
+            raise AssistantError(f"refusing to delete {target}: it is not inside {self.root}")
+        aside = target.with_name(f".{target.name}.deleting-{os.getpid()}-{time.time_ns()}")
+        target.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def ingest_running(self) -> bool:
+        """True while a process holds the ingest lock (a shared lock cannot be had)."""
+        try:
+            fd = os.open(self.lock, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return exc.errno in (errno.EAGAIN, errno.EACCES)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def ingest_lock(self, timeout: float) -> Iterator[None]:
+        """An exclusive file lock on the store: a second writer waits up to ``timeout`` s,
+        then gets a clear error (Chroma is not safe for two writing processes)."""
+        path = self.lock
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AssistantError(
+                f"cannot use the store directory {self.root}: {exc.strerror or exc}"
+            ) from None
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise AssistantError(
+                            f"another ingest is running on {self.root} (lock {path}; waited "
+                            f"{timeout:g} s, ASSISTANT_LOCK_TIMEOUT); try again when it has "
+                            "finished"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid()}).encode())
+            yield
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+def ingest_lock(store: Path, timeout: float) -> Any:
+    """:meth:`StoreLayout.ingest_lock` of the store directory ``store``."""
+    return StoreLayout(store).ingest_lock(timeout)
+
+
+def ingest_running(store: Path) -> bool:
+    """:meth:`StoreLayout.ingest_running` of the store directory ``store``."""
+    return StoreLayout(store).ingest_running()
+
+
+def sentence_id(doc_id: str, sha256: str, start: int, end: int) -> str:
+    """Stable id of a sentence vector."""
+    return f"{doc_id}::{sha256[:12]}::s{start}-{end}"
+
+
+def chunk_id(doc_id: str, sha256: str, index: int) -> str:
+    """Stable id of a chunk."""
+    return f"{doc_id}::{sha256[:12]}::c{index}"
+
+
+EMBED_METADATA = ("title",)  # the only metadata BM25 and the embedding model see
+
+
+def make_node(chunk_id: str, text: str, meta: dict[str, Any], embedding: Any = None) -> Any:
+    """A llama-index TextNode for a chunk; only the title is seen by BM25 and embedding."""
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    node = TextNode(
+        id_=chunk_id,
+        text=text,
+        metadata=meta,
+        start_char_idx=meta.get("start"),
+        end_char_idx=meta.get("end"),
+        excluded_embed_metadata_keys=[k for k in meta if k not in EMBED_METADATA],
+        excluded_llm_metadata_keys=[k for k in meta if k not in EMBED_METADATA],
+        embedding=None if embedding is None else list(map(float, embedding)),
+    )
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=meta["doc_id"])
+    return node
+
+
+def node_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A node's own metadata from its Chroma record (llama-index's node format)."""
+    content = meta.get("_node_content")
+    if content:
+        return dict(json.loads(content).get("metadata") or {})
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
+
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """What the store keeps of one chunk besides its text and vector: the Chroma
+    metadata, typed. ``text == article_text[start:end]``; ``sentences`` are absolute
+    spans in the article; ``day`` is the publication date as ``YYYYMMDD`` (None: undated).
+
+    ``ingested_sentences`` is never stored: when the file changed since the ingest and the
+    chunk was found again elsewhere (:mod:`assistant.freshness`), it holds the spans its
+    sentences had when they were ingested, which their stored vectors are keyed by.
+    """
+
+    doc_id: str
+    path: str
+    start: int
+    end: int
+    sentences: tuple[Span, ...]
+    title: str = ""
+    sha256: str = ""
+    index: int = 0
+    n_chunks: int = 1
+    published: str = ""
+    source: str = ""
+    day: int | None = None
+    ingested_sentences: tuple[Span, ...] | None = field(default=None, compare=False)
+
+    def to_metadata(self) -> dict[str, str | int]:
+        """The record as Chroma metadata (flat: the sentence spans as a JSON string)."""
+        meta: dict[str, str | int] = {
+            "doc_id": self.doc_id, "path": self.path, "title": self.title,
+            "sha256": self.sha256, "n_chunks": self.n_chunks, "index": self.index,
+            "start": self.start, "end": self.end,
+            "sents": json.dumps([list(s) for s in self.sentences]),
+            "published": self.published, "source": self.source,
+        }
+        if self.day is not None:
+            meta["day"] = self.day
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> ChunkRecord:
+        """The record of a chunk's stored metadata (KeyError when it is not a chunk's)."""
+        sents = meta.get("sents")
+        spans = json.loads(sents) if isinstance(sents, str) else (sents or [])
+        day = meta.get("day")
+        return cls(
+            doc_id=str(meta["doc_id"]), path=str(meta.get("path") or meta["doc_id"]),
+            start=int(meta["start"]), end=int(meta["end"]),
+            sentences=tuple((int(s), int(e)) for s, e in spans),
+            title=str(meta.get("title") or ""), sha256=str(meta.get("sha256") or ""),
+            index=int(meta.get("index") or 0), n_chunks=int(meta.get("n_chunks") or 1),
+            published=str(meta.get("published") or ""), source=str(meta.get("source") or ""),
+            day=int(day) if day else None,
+        )
+
+    @property
+    def stored_sentences(self) -> tuple[Span, ...]:
+        """The spans the sentences' vectors are stored under."""
+        return self.ingested_sentences or self.sentences

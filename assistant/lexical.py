@@ -1,0 +1,262 @@
+"""The lexical index: BM25 over the chunks, kept under the store and updated incrementally.
+
+bm25s with the tokenisation of llama-index's ``BM25Retriever`` (English stopwords, Snowball
+stemmer, its token pattern, the same content: the headline, then the text) gives the same
+ranking and scores (``tests/test_retrieval.py`` checks it against ``BM25Retriever``), without
+a copy of every node. Beside the bm25s files the index keeps, in index order, each chunk's
+id, publication day and token ids (the tokenised corpus). An update then reads from Chroma
+only the chunks added since — by this machine's ingest or by another machine writing to the
+same Chroma server — drops the removed ones, and re-scores from the token ids: nothing else
+is read or tokenised again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.layout import make_node, node_meta
+from assistant.settings import AssistantError
+from assistant.store import IngestRunning, Store
+from assistant.timeframe import DayRange
+
+IDS_FILE = "ids.json"
+DAYS_FILE = "days.json"  # each indexed chunk's publication day, in index order
+VOCAB_FILE = "vocab.json"  # the tokens, in token-id order
+TOKENS_FILE = "tokens.npy"  # every chunk's token ids, one after the other (int32)
+LENGTHS_FILE = "lengths.npy"  # how many token ids each chunk has
+FINGERPRINT_FILE = "fingerprint"
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # BM25Retriever's default
+log = logging.getLogger(__name__)
+
+
+def _quiet_bm25() -> None:
+    # bm25s sets its own logger to DEBUG when imported.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def bm25_content(chunk_id: str, text: str, meta: dict[str, Any]) -> str:
+    """What BM25 indexes of a chunk: its node's content as llama-index gives it to the
+    embedding model and to ``BM25Retriever`` (the title, then the text)."""
+    from llama_index.core.schema import MetadataMode
+
+    return make_node(chunk_id, text, node_meta(meta)).get_content(
+        metadata_mode=MetadataMode.EMBED)
+
+
+@dataclass
+class TokenisedCorpus:
+    """The chunks of an index as token ids, in index order."""
+
+    ids: list[str]
+    days: list[int]
+    docs: list[list[int]]
+    vocab: dict[str, int]
+
+    @classmethod
+    def load(cls, folder: Path) -> TokenisedCorpus:
+        """The tokenised corpus persisted in ``folder`` (OSError/ValueError when absent or
+        inconsistent)."""
+        ids = json.loads((folder / IDS_FILE).read_text())
+        days = json.loads((folder / DAYS_FILE).read_text())
+        words = json.loads((folder / VOCAB_FILE).read_text())
+        tokens = np.load(folder / TOKENS_FILE)
+        lengths = np.load(folder / LENGTHS_FILE)
+        if not (len(ids) == len(days) == len(lengths)) or int(lengths.sum()) != len(tokens):
+            raise ValueError("the tokenised corpus is inconsistent")
+        if len(tokens) and int(tokens.max()) >= len(words):
+            raise ValueError("token ids beyond the vocabulary")
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        flat = tokens.tolist()
+        docs = [flat[bounds[i]:bounds[i + 1]] for i in range(len(ids))]
+        return cls(ids, days, docs, {w: i for i, w in enumerate(words)})
+
+    def save(self, folder: Path) -> None:
+        """Write the files into ``folder`` (the caller makes it appear atomically)."""
+        (folder / IDS_FILE).write_text(json.dumps(self.ids))
+        (folder / DAYS_FILE).write_text(json.dumps(self.days))
+        words = sorted(self.vocab, key=self.vocab.__getitem__)
+        (folder / VOCAB_FILE).write_text(json.dumps(words))
+        flat = [t for doc in self.docs for t in doc]
+        np.save(folder / TOKENS_FILE, np.asarray(flat, dtype=np.int32))
+        np.save(folder / LENGTHS_FILE, np.asarray([len(d) for d in self.docs], dtype=np.int32))
+
+    def add(self, chunks: list[tuple[str, str, dict]]) -> None:
+        """Tokenise ``(id, text, metadata)`` chunks and append them."""
+        import bm25s
+        import Stemmer
+
+        if not chunks:
+            return
+        contents = [bm25_content(cid, text or "", meta or {}) for cid, text, meta in chunks]
+        tokens = bm25s.tokenize(contents, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                                token_pattern=TOKEN_PATTERN, show_progress=False,
+                                return_ids=False)
+        for (cid, _, meta), words in zip(chunks, tokens, strict=True):
+            self.ids.append(cid)
+            self.days.append(int((meta or {}).get("day") or 0))
+            self.docs.append([self.vocab.setdefault(w, len(self.vocab)) for w in words])
+
+    def keep(self, wanted: set[str]) -> int:
+        """Drop the chunks whose ids are not in ``wanted``; returns how many were dropped."""
+        rows = [i for i, cid in enumerate(self.ids) if cid in wanted]
+        dropped = len(self.ids) - len(rows)
+        if dropped:
+            self.ids = [self.ids[i] for i in rows]
+            self.days = [self.days[i] for i in rows]
+            self.docs = [self.docs[i] for i in rows]
+        return dropped
+
+    def index(self) -> Any:
+        """A bm25s index scoring these chunks (as if built from their text)."""
+        import bm25s
+
+        bm25 = bm25s.BM25()
+        bm25.index((self.docs, dict(self.vocab)), show_progress=False)
+        return bm25
+
+
+class SparseIndex:
+    """A BM25 index over the chunks (bm25s), the chunk id of each of its documents and
+    each one's publication day (``YYYYMMDD``, 0 when its article has no date)."""
+
+    def __init__(self, ids: list[str], bm25: Any, days: list[int] | None = None) -> None:
+        import Stemmer
+
+        if int(bm25.scores["num_docs"]) != len(ids):
+            raise ValueError("BM25 index and chunk ids disagree")
+        if days is not None and len(days) != len(ids):
+            raise ValueError("BM25 index and chunk days disagree")
+        self.ids = ids
+        self.bm25 = bm25
+        self.days = np.asarray(days if days is not None else [0] * len(ids), dtype=np.int64)
+        self.stemmer = Stemmer.Stemmer("english")
+
+    @classmethod
+    def load(cls, path: Path) -> SparseIndex:
+        """The persisted index, memory-mapped."""
+        import bm25s
+
+        _quiet_bm25()
+        ids = json.loads((path / IDS_FILE).read_text())
+        days = json.loads((path / DAYS_FILE).read_text())
+        return cls(ids, bm25s.BM25.load(str(path), load_corpus=False, mmap=True,
+                                        show_progress=False), days)
+
+    def search(self, query: str, k: int, window: DayRange | None = None
+               ) -> list[tuple[str, float]]:
+        """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them;
+        with ``window``, only chunks of articles published inside it score."""
+        import bm25s
+
+        k = min(k, len(self.ids))
+        tokens = bm25s.tokenize(query, stemmer=self.stemmer, token_pattern=TOKEN_PATTERN,
+                                show_progress=False)
+        mask = None
+        if window is not None:
+            mask = ((self.days >= window.first) & (self.days <= window.last)).astype(
+                np.float32)
+        indexes, scores = self.bm25.retrieve(tokens, k=k, show_progress=False,
+                                             weight_mask=mask)
+        return [(self.ids[int(i)], float(v)) for i, v in zip(indexes[0], scores[0],
+                                                             strict=True)]
+
+
+@dataclass
+class UpdateReport:
+    """What one update of the lexical index did."""
+
+    chunks: int = 0
+    added: int = 0
+    removed: int = 0
+    full: bool = False  # built from every stored chunk (no usable earlier index)
+
+
+def bm25_dir(store: Store) -> Path:
+    """The folder of the store generation's lexical index."""
+    return store.layout.bm25(store.name)
+
+
+def update_bm25(store: Store, fingerprint: str, report: UpdateReport | None = None
+                ) -> SparseIndex | None:
+    """Bring the persisted index up to date with the stored chunks and persist it
+    atomically, recording ``fingerprint`` (the store's) with it; None when the store holds
+    no chunk. Only chunks added since the persisted index are read from Chroma; with no
+    usable index, every chunk is."""
+    _quiet_bm25()
+    report = report if report is not None else UpdateReport()
+    target = bm25_dir(store)
+    stored = store.all_chunk_ids()
+    try:
+        corpus = TokenisedCorpus.load(target)
+    except (OSError, ValueError, KeyError) as exc:
+        if target.exists():
+            log.info("lexical index at %s not reusable (%s): building it whole", target, exc)
+        corpus = TokenisedCorpus([], [], [], {})
+        report.full = True
+    report.removed = corpus.keep(set(stored))
+    have = set(corpus.ids)
+    new = [cid for cid in stored if cid not in have]
+    corpus.add(list(store.get_chunks(new)))
+    report.added, report.chunks = len(new), len(corpus.ids)
+    if not corpus.ids:
+        return None
+    bm25 = corpus.index()
+    index = SparseIndex(corpus.ids, bm25, corpus.days)
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=target.parent))
+        bm25.save(str(tmp))
+        corpus.save(tmp)
+        (tmp / FINGERPRINT_FILE).write_text(fingerprint)
+        old = target.with_name(target.name + ".old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        log.warning("could not persist the BM25 index: %s", exc)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return index
+
+
+def bm25_fingerprint(store: Store) -> str | None:
+    """The fingerprint the persisted index was made for (None when there is none)."""
+    try:
+        return (bm25_dir(store) / FINGERPRINT_FILE).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def load_bm25(store: Store, fingerprint: str, during_ingest: bool = False) -> SparseIndex:
+    """The persisted index when it matches the store, else brought up to date with it
+    (kept in memory when the store directory is read-only).
+
+    ``during_ingest``: an ingest is writing the store, which then matches no index; the
+    persisted one, the last complete ingest's, is used whatever its fingerprint, and none
+    is built from the half-written store (:class:`IngestRunning` when there is none).
+    """
+    target = bm25_dir(store)
+    try:
+        have = (target / FINGERPRINT_FILE).read_text()
+        if have and (have == fingerprint or during_ingest):
+            return SparseIndex.load(target)
+    except (OSError, ValueError, KeyError) as exc:
+        log.info("BM25 index at %s unusable (%s); updating it", target, exc)
+    if during_ingest:
+        raise IngestRunning(store.ingest_notice(complete_index=False)
+                            or "an ingest is running: ask again when it has finished")
+    index = update_bm25(store, fingerprint)
+    if index is None:
+        raise AssistantError("the store is empty: run `assistant ingest` first")
+    return index

@@ -1,0 +1,92 @@
+"""The lexical index is updated, not rebuilt: an ingest reads only the chunks it added, and
+the result scores exactly as an index built whole from the same chunks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant import lexical
+from tests.conftest import corpus_bot
+
+TOWNS = ["Arden", "Bexley", "Corran", "Dunmore", "Elgin", "Fenwick", "Garth", "Hollin"]
+ARTICLES = {
+    f"story-{i}.txt": (f"The harbour of {town} reopens\nPublished: 2026-01-{i + 1:02d}\n\n"
+                       f"The harbour of {town} reopened after {i + 2} days of storms. "
+                       f"Officials in {town} counted {i * 7 + 3} damaged boats on the quay. "
+                       f"The mayor of {town} thanked the volunteers and the fishermen.")
+    for i, town in enumerate(TOWNS)
+}
+QUERIES = ["harbour reopened after storms", "damaged boats quay", "mayor thanked volunteers",
+           "fishermen of Fenwick", "pension reform vote"]
+
+
+def _full_build(store, tmp_path: Path) -> lexical.SparseIndex:
+    """An index built whole from the store's chunks (no earlier index to start from)."""
+    target = lexical.bm25_dir(store)
+    aside = tmp_path / "aside"
+    shutil.move(target, aside)
+    report = lexical.UpdateReport()
+    try:
+        index = lexical.update_bm25(store, store.fingerprint(), report)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(aside, target)
+    assert report.full and report.added == report.chunks
+    assert index is not None
+    return index
+
+
+def test_an_ingest_reads_only_the_chunks_it_added(tmp_path: Path, embed_model,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    bot = corpus_bot(tmp_path, ARTICLES, embed_model)
+    store = bot.store
+    before = lexical.SparseIndex.load(lexical.bm25_dir(store))
+    assert len(before.ids) == store.count() == 8
+
+    reports: list[lexical.UpdateReport] = []
+    real = lexical.update_bm25
+
+    def recording(store, fingerprint, report=None):
+        report = report if report is not None else lexical.UpdateReport()
+        reports.append(report)
+        return real(store, fingerprint, report)
+
+    import assistant.ingest
+
+    monkeypatch.setattr(assistant.ingest, "update_bm25", recording)
+    corpus = bot.settings.corpus
+    (corpus / "story-3.txt").write_text(ARTICLES["story-3.txt"].replace(
+        "reopened", "stayed closed"), encoding="utf-8")
+    (corpus / "story-6.txt").unlink()
+    (corpus / "late.txt").write_text("A pension reform vote\n\nThe parliament passed the "
+                                     "pension reform by 12 votes.", encoding="utf-8")
+    bot.ingest()
+    (report,) = reports
+    assert not report.full
+    assert (report.added, report.removed, report.chunks) == (2, 2, 8)
+
+    updated = lexical.SparseIndex.load(lexical.bm25_dir(store))
+    whole = _full_build(store, tmp_path)
+    assert sorted(updated.ids) == sorted(whole.ids) == sorted(store.all_chunk_ids())
+    for query in QUERIES:
+        got, want = updated.search(query, 5), whole.search(query, 5)
+        assert [round(v, 5) for _, v in got] == [round(v, 5) for _, v in want], query
+        assert {i for i, _ in got} == {i for i, _ in want}, query
+    assert updated.search("pension reform vote", 1)[0][0].startswith("late.txt")
+    assert updated.search("harbour stayed closed", 1)[0][0].startswith("story-3.txt")
+    assert not any(i.startswith("story-6.txt") for i in updated.ids)
+
+
+def test_a_damaged_tokenised_corpus_is_rebuilt_whole(tmp_path: Path, embed_model) -> None:
+    bot = corpus_bot(tmp_path, ARTICLES, embed_model)
+    store = bot.store
+    folder = lexical.bm25_dir(store)
+    (folder / lexical.LENGTHS_FILE).write_bytes(b"not an array")
+    report = lexical.UpdateReport()
+    index = lexical.update_bm25(store, store.fingerprint(), report)
+    assert report.full and report.chunks == 8 and index is not None
+    assert index.search("damaged boats quay", 1)
+    assert lexical.TokenisedCorpus.load(folder).ids == index.ids
