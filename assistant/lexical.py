@@ -53,12 +53,19 @@ def bm25_content(chunk_id: str, text: str, meta: dict[str, Any]) -> str:
 
 @dataclass
 class TokenisedCorpus:
-    """The chunks of an index as token ids, in index order."""
+    """The chunks of an index as token ids, in index order: ``tokens`` holds every chunk's
+    token ids one after the other, ``lengths`` how many each has."""
 
     ids: list[str]
     days: list[int]
-    docs: list[list[int]]
+    tokens: np.ndarray
+    lengths: np.ndarray
     vocab: dict[str, int]
+
+    @classmethod
+    def empty(cls) -> TokenisedCorpus:
+        """A corpus of no chunks."""
+        return cls([], [], np.zeros(0, np.int32), np.zeros(0, np.int32), {})
 
     @classmethod
     def load(cls, folder: Path) -> TokenisedCorpus:
@@ -67,16 +74,13 @@ class TokenisedCorpus:
         ids = json.loads((folder / IDS_FILE).read_text())
         days = json.loads((folder / DAYS_FILE).read_text())
         words = json.loads((folder / VOCAB_FILE).read_text())
-        tokens = np.load(folder / TOKENS_FILE)
-        lengths = np.load(folder / LENGTHS_FILE)
+        tokens = np.load(folder / TOKENS_FILE).astype(np.int32, copy=False)
+        lengths = np.load(folder / LENGTHS_FILE).astype(np.int32, copy=False)
         if not (len(ids) == len(days) == len(lengths)) or int(lengths.sum()) != len(tokens):
             raise ValueError("the tokenised corpus is inconsistent")
-        if len(tokens) and int(tokens.max()) >= len(words):
+        if len(tokens) and (int(tokens.max()) >= len(words) or int(tokens.min()) < 0):
             raise ValueError("token ids beyond the vocabulary")
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        flat = tokens.tolist()
-        docs = [flat[bounds[i]:bounds[i + 1]] for i in range(len(ids))]
-        return cls(ids, days, docs, {w: i for i, w in enumerate(words)})
+        return cls(ids, days, tokens, lengths, {w: i for i, w in enumerate(words)})
 
     def save(self, folder: Path) -> None:
         """Write the files into ``folder`` (the caller makes it appear atomically)."""
@@ -84,9 +88,8 @@ class TokenisedCorpus:
         (folder / DAYS_FILE).write_text(json.dumps(self.days))
         words = sorted(self.vocab, key=self.vocab.__getitem__)
         (folder / VOCAB_FILE).write_text(json.dumps(words))
-        flat = [t for doc in self.docs for t in doc]
-        np.save(folder / TOKENS_FILE, np.asarray(flat, dtype=np.int32))
-        np.save(folder / LENGTHS_FILE, np.asarray([len(d) for d in self.docs], dtype=np.int32))
+        np.save(folder / TOKENS_FILE, self.tokens)
+        np.save(folder / LENGTHS_FILE, self.lengths)
 
     def add(self, chunks: list[tuple[str, str, dict]]) -> None:
         """Tokenise ``(id, text, metadata)`` chunks and append them."""
@@ -96,30 +99,65 @@ class TokenisedCorpus:
         if not chunks:
             return
         contents = [bm25_content(cid, text or "", meta or {}) for cid, text, meta in chunks]
-        tokens = bm25s.tokenize(contents, stopwords="en", stemmer=Stemmer.Stemmer("english"),
-                                token_pattern=TOKEN_PATTERN, show_progress=False,
-                                return_ids=False)
-        for (cid, _, meta), words in zip(chunks, tokens, strict=True):
+        tokenised = bm25s.tokenize(contents, stopwords="en",
+                                   stemmer=Stemmer.Stemmer("english"),
+                                   token_pattern=TOKEN_PATTERN, show_progress=False,
+                                   return_ids=False)
+        new: list[int] = []
+        lengths: list[int] = []
+        for (cid, _, meta), words in zip(chunks, tokenised, strict=True):
             self.ids.append(cid)
             self.days.append(int((meta or {}).get("day") or 0))
-            self.docs.append([self.vocab.setdefault(w, len(self.vocab)) for w in words])
+            new.extend(self.vocab.setdefault(w, len(self.vocab)) for w in words)
+            lengths.append(len(words))
+        self.tokens = np.concatenate([self.tokens, np.asarray(new, dtype=np.int32)])
+        self.lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.int32)])
 
     def keep(self, wanted: set[str]) -> int:
         """Drop the chunks whose ids are not in ``wanted``; returns how many were dropped."""
-        rows = [i for i, cid in enumerate(self.ids) if cid in wanted]
-        dropped = len(self.ids) - len(rows)
+        keep = np.fromiter((cid in wanted for cid in self.ids), dtype=bool,
+                           count=len(self.ids))
+        dropped = int((~keep).sum())
         if dropped:
-            self.ids = [self.ids[i] for i in rows]
-            self.days = [self.days[i] for i in rows]
-            self.docs = [self.docs[i] for i in rows]
+            self.tokens = self.tokens[np.repeat(keep, self.lengths)]
+            self.lengths = self.lengths[keep]
+            self.ids = [cid for cid, k in zip(self.ids, keep, strict=True) if k]
+            self.days = [day for day, k in zip(self.days, keep, strict=True) if k]
         return dropped
 
     def index(self) -> Any:
-        """A bm25s index scoring these chunks (as if built from their text)."""
+        """A bm25s index of these chunks, exactly as ``bm25s.BM25().index`` builds it from
+        their token ids (default BM25: Lucene idf, k1 1.5, b 0.75), computed with whole-array
+        numpy operations instead of bm25s's loop over the documents (at 100,000 chunks that
+        loop took about 24 of the 25 seconds an update took)."""
         import bm25s
 
         bm25 = bm25s.BM25()
-        bm25.index((self.docs, dict(self.vocab)), show_progress=False)
+        n_docs, n_vocab = len(self.lengths), max(1, len(self.vocab))
+        docs = np.repeat(np.arange(n_docs, dtype=np.int64), self.lengths)
+        pairs, tf = np.unique(docs * n_vocab + self.tokens, return_counts=True)
+        doc_idx = (pairs // n_vocab).astype(np.int32)
+        voc_idx = (pairs % n_vocab).astype(np.int32)
+        df = np.bincount(voc_idx, minlength=n_vocab)
+        idf = np.zeros(n_vocab, dtype=np.float32)
+        seen = df > 0
+        idf[seen] = np.log(1 + (n_docs - df[seen] + 0.5) / (df[seen] + 0.5))
+        # The term-frequency component as bm25s computes it, operation for operation.
+        k1, b = bm25.k1, bm25.b
+        l_d = self.lengths[doc_idx].astype(np.float64)
+        l_avg = np.float64(self.lengths.mean()) if n_docs else np.float64(1.0)
+        tf_array = tf.astype(np.float32)
+        tfc = tf_array / (k1 * ((1 - b) + b * l_d / l_avg) + tf_array)
+        scores = (idf[voc_idx] * tfc).astype(np.float32)
+        data, indices, indptr = bm25._np_csc(data=scores, rows=doc_idx, cols=voc_idx,
+                                             shape=(n_docs, n_vocab))
+        bm25.scores = {"data": data.astype(bm25.dtype), "indices": indices,
+                       "indptr": indptr, "num_docs": n_docs}
+        vocab = dict(self.vocab)
+        vocab.setdefault("", len(vocab))  # bm25s adds its empty token after scoring
+        bm25.vocab_dict = vocab
+        bm25.unique_token_ids_set = set(vocab.values())
+        bm25.nonoccurrence_array = None
         return bm25
 
 
@@ -199,7 +237,7 @@ def update_bm25(store: Store, fingerprint: str, report: UpdateReport | None = No
     except (OSError, ValueError, KeyError) as exc:
         if target.exists():
             log.info("lexical index at %s not reusable (%s): building it whole", target, exc)
-        corpus = TokenisedCorpus([], [], [], {})
+        corpus = TokenisedCorpus.empty()
         report.full = True
     report.removed = corpus.keep(set(stored))
     have = set(corpus.ids)

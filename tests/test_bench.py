@@ -61,3 +61,13 @@ def test_generated_corpus_is_reproducible_with_unique_questions(tmp_path: Path) 
     for f in a:  # every planted answer is in its article
         text = (tmp_path / "a" / f.doc_id).read_text()
         assert f.sentence in text and f.answers[0] in f.sentence
+
+
+def test_the_lexical_benchmark_runs_and_finds_the_update_equal_to_a_whole_build(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evals import bench_lexical
+
+    assert bench_lexical.main(["--chunks", "300", "--changed", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "15 added, 15 removed, whole=False" in out
+    assert "same top 10 for 3 queries: True" in out

@@ -90,3 +90,23 @@ def test_a_damaged_tokenised_corpus_is_rebuilt_whole(tmp_path: Path, embed_model
     assert report.full and report.chunks == 8 and index is not None
     assert index.search("damaged boats quay", 1)
     assert lexical.TokenisedCorpus.load(folder).ids == index.ids
+
+
+def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids() -> None:
+    import bm25s
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(0, 60, 400).astype(np.int32)  # empty chunks included
+    tokens = rng.integers(0, 300, int(lengths.sum())).astype(np.int32)
+    corpus = lexical.TokenisedCorpus([f"c{i}" for i in range(400)], [0] * 400, tokens,
+                                     lengths, {f"w{i}": i for i in range(300)})
+    ours = corpus.index()
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    reference = bm25s.BM25()
+    reference.index(([tokens[bounds[i]:bounds[i + 1]].tolist() for i in range(400)],
+                     dict(corpus.vocab)), show_progress=False)
+    for key in ("data", "indices", "indptr"):
+        assert np.array_equal(ours.scores[key], reference.scores[key]), key
+    assert ours.scores["num_docs"] == reference.scores["num_docs"]
+    assert ours.vocab_dict == reference.vocab_dict
