@@ -110,3 +110,18 @@ def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids() -> None:
         assert np.array_equal(ours.scores[key], reference.scores[key]), key
     assert ours.scores["num_docs"] == reference.scores["num_docs"]
     assert ours.vocab_dict == reference.vocab_dict
+
+
+@pytest.mark.parametrize("title", ["Floods hit the valley", "", None])
+def test_the_indexed_content_is_what_llama_index_gives_bm25(title: str | None) -> None:
+    from llama_index.core.schema import MetadataMode
+
+    from assistant.layout import ChunkRecord, make_node
+
+    text = "  Heavy rain flooded the valley.\n\nMayor Ana Ruiz said 300 homes were evacuated. "
+    meta = ChunkRecord(doc_id="a.txt", path="a.txt", start=0, end=len(text),
+                       sentences=((0, 5),), title=title or "", day=20240301).to_metadata()
+    if title is None:
+        del meta["title"]
+    node = make_node("a.txt::c0", text, meta)
+    assert lexical.bm25_content(text, meta) == node.get_content(metadata_mode=MetadataMode.EMBED)
