@@ -68,10 +68,10 @@ $(BIN)/.dev-installed: pyproject.toml
 	touch $(BIN)/.installed $@
 
 # The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
-# BENCH_MODES: chunk-pass ingests the same corpus with a model pass over every chunk as
-# well (the way before pooled chunk vectors), so that the two compare in one run.
+# BENCH_MODES: pooled ingests the same corpus with chunk vectors pooled from the sentence
+# vectors (ASSISTANT_CHUNK_VECTORS=pooled), so that the two ways compare in one run.
 BENCH_SIZES ?= real,1k,10k,100k
-BENCH_MODES ?= embedded,chunk-pass,server
+BENCH_MODES ?= embedded,pooled,server
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m evals.bench --sizes $(BENCH_SIZES) --modes $(BENCH_MODES) --out bench-results/
 

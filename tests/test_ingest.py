@@ -157,6 +157,9 @@ def _chunk_records(bot: Assistant) -> list[tuple[dict, str, np.ndarray]]:
 
 def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
         bot: Assistant, embed_calls: list[str], embed_model) -> None:
+    bot = Assistant(corpus=bot.settings.corpus, store=bot.settings.store,
+                    chunk_vectors="pooled")
+    bot._embed = embed_model
     bot.ingest()
     assert bot.store.chunk_vectors == "pooled"
     records = _chunk_records(bot)
@@ -177,25 +180,28 @@ def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
 
 def test_a_store_keeps_its_chunk_vectors_until_it_is_rebuilt(
         bot: Assistant, embed_calls: list[str], tmp_path: Path, embed_model) -> None:
-    old = Assistant(corpus=bot.settings.corpus, store=bot.settings.store,
-                    chunk_vectors="embedded")
-    old._embed = embed_model
-    old.ingest()
-    assert old.store.chunk_vectors == "embedded"
-    assert any("Floods hit the valley\n\nHeavy rain" in t for t in embed_calls)
+    pooled = Assistant(corpus=bot.settings.corpus, store=bot.settings.store,
+                       chunk_vectors="pooled")
+    pooled._embed = embed_model
+    pooled.ingest()
+    assert pooled.store.chunk_vectors == "pooled"
+    assert not any("\n\n" in t for t in embed_calls)
 
-    # An assistant set to pool adds to that store the way it was built.
+    # An assistant with the default (a model pass over each chunk) adds to that store the
+    # way it was built.
+    assert bot.settings.chunk_vectors == "embedded"
     (bot.settings.corpus / "fire.txt").write_text(
         "Fire at the mill\n\nA fire destroyed the old mill. Nobody was hurt.")
     embed_calls.clear()
     assert bot.ingest().new == 1
-    assert bot.store.chunk_vectors == "embedded"
-    assert any(t.startswith("Fire at the mill\n\nA fire destroyed") for t in embed_calls)
+    assert bot.store.chunk_vectors == "pooled"
+    assert not any("\n\n" in t for t in embed_calls)
 
     embed_calls.clear()
     bot.ingest(rebuild=True)
-    assert bot.store.chunk_vectors == "pooled"
-    assert not any("\n\n" in t for t in embed_calls)
+    assert bot.store.chunk_vectors == "embedded"
+    assert any(t.startswith("Fire at the mill\n\nA fire destroyed") for t in embed_calls)
+    assert any("Floods hit the valley\n\nHeavy rain" in t for t in embed_calls)
     assert "destroyed" in bot.ask("What destroyed the old mill?").text
 
 
