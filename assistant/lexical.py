@@ -243,8 +243,9 @@ def update_bm25(store: Store, fingerprint: str, report: UpdateReport | None = No
     report.removed = corpus.keep(set(stored))
     have = set(corpus.ids)
     new = [cid for cid in stored if cid not in have]
-    corpus.add(list(store.get_chunks(new)))
-    report.added, report.chunks = len(new), len(corpus.ids)
+    fetched = list(store.get_chunks(new))  # an id deleted meanwhile is left out
+    corpus.add(fetched)
+    report.added, report.chunks = len(fetched), len(corpus.ids)
     if not corpus.ids:
         return None
     bm25 = corpus.index()
