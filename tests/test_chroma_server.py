@@ -105,7 +105,7 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     answers as the first does, and after the first ingests a changed file it sees the change
     on its next question, its lexical index updated with the changed chunks only."""
     from assistant import lexical
-    from tests.test_lexical import ARTICLES
+    from tests.test_lexical import ARTICLES, record_updates
 
     corpus = tmp_path / "news"
     corpus.mkdir()
@@ -116,15 +116,7 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     first.ingest()
     second = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url)
     second._embed = embed_model
-    updates: list[lexical.UpdateReport] = []
-    real = lexical.update_bm25
-
-    def recording(store, fingerprint, report=None):
-        report = report if report is not None else lexical.UpdateReport()
-        updates.append(report)
-        return real(store, fingerprint, report)
-
-    monkeypatch.setattr(lexical, "update_bm25", recording)  # the question path's updates
+    updates = record_updates(monkeypatch, lexical)  # the question path's updates
 
     def seen(bot: Assistant, question: str) -> tuple:
         a = bot.ask(question)

@@ -23,6 +23,21 @@ QUERIES = ["harbour reopened after storms", "damaged boats quay", "mayor thanked
            "fishermen of Fenwick", "pension reform vote"]
 
 
+def record_updates(monkeypatch: pytest.MonkeyPatch, module: object
+                   ) -> list[lexical.UpdateReport]:
+    """The reports of every lexical update that ``module``'s code makes from now on."""
+    reports: list[lexical.UpdateReport] = []
+    real = lexical.update_bm25
+
+    def recording(store, fingerprint, report=None):
+        report = report if report is not None else lexical.UpdateReport()
+        reports.append(report)
+        return real(store, fingerprint, report)
+
+    monkeypatch.setattr(module, "update_bm25", recording)
+    return reports
+
+
 def _full_build(store, tmp_path: Path) -> lexical.SparseIndex:
     """An index built whole from the store's chunks (no earlier index to start from)."""
     target = lexical.bm25_dir(store)
@@ -46,17 +61,9 @@ def test_an_ingest_reads_only_the_chunks_it_added(tmp_path: Path, embed_model,
     before = lexical.SparseIndex.load(lexical.bm25_dir(store))
     assert len(before.ids) == store.count() == 8
 
-    reports: list[lexical.UpdateReport] = []
-    real = lexical.update_bm25
-
-    def recording(store, fingerprint, report=None):
-        report = report if report is not None else lexical.UpdateReport()
-        reports.append(report)
-        return real(store, fingerprint, report)
-
     import assistant.ingest
 
-    monkeypatch.setattr(assistant.ingest, "update_bm25", recording)
+    reports = record_updates(monkeypatch, assistant.ingest)
     corpus = bot.settings.corpus
     (corpus / "story-3.txt").write_text(ARTICLES["story-3.txt"].replace(
         "reopened", "stayed closed"), encoding="utf-8")
