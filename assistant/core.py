@@ -178,10 +178,17 @@ class Assistant:
             vocab = set()
             for _, text, _ in store.iter_chunks():
                 vocab |= vocabulary(text or "")
+        # For the machines that read a Chroma server without ingesting: the words new to
+        # this generation's word file go to the server too.
+        fresh = sorted(w for w in vocab if words_file.get(w) is None) if store.shares_words \
+            else []
         try:
             words_file.update(vocab, self.embed_model, fingerprint)
         except OSError as exc:  # a read-only store still answers, embedding words per query
             logging.getLogger(__name__).warning("could not save word vectors: %s", exc)
+            return
+        if fresh:
+            store.add_word_vectors(fresh, np.stack([words_file.get(w) for w in fresh]))
 
     def status(self) -> dict[str, Any]:
         """Articles and chunks indexed, and the active answer backend."""
@@ -347,39 +354,26 @@ class Assistant:
         return generate_answer(self.settings, question, extractive, on_token)
 
     def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
-        """The stored vectors of the hits' sentences, by their spans in the hits. Any that
-        are missing (a store directory on another machine than the ingest, a deleted file)
-        are embedded now and stored for next time. A sentence that moved in its file since
-        the ingest (:func:`assistant.freshness.relocate`) is looked up by its ingested span."""
-        from assistant.layout import sentence_id
-
-        keys: dict[str, list[tuple[str, int, int]]] = {}
-        texts: dict[str, str] = {}
+        """The vectors of the hits' sentences, by their spans in the hits, as each chunk's
+        record holds them. A sentence that moved in its file since the ingest
+        (:func:`assistant.freshness.relocate`) has its vector under its ingested span; one
+        whose record holds none (a damaged record) is embedded now."""
+        found: dict[tuple[str, int, int], np.ndarray] = {}
+        missing: dict[tuple[str, int, int], str] = {}
         for h in hits:
-            sha = h.record.sha256
-            spans = h.sentences
-            ingested = h.record.stored_sentences
-            for (s, e), (s0, e0) in zip(spans, ingested, strict=True):
-                sid = sentence_id(h.doc_id, sha, s0, e0)
-                at = keys.setdefault(sid, [])
-                if (h.doc_id, s, e) not in at:
-                    at.append((h.doc_id, s, e))
-                texts[sid] = h.text[s - h.start : e - h.start]
-        store = self.store
-        found = store.sentence_vectors(list(keys))
-        missing = [i for i in keys if i not in found]
+            for (s, e), ingested in zip(h.sentences, h.record.stored_sentences, strict=True):
+                key = (h.doc_id, s, e)
+                vector = h.record.sentence_vector(ingested)
+                if vector is not None:
+                    found.setdefault(key, vector)
+                elif key not in found:
+                    missing[key] = h.text[s - h.start : e - h.start]
+        missing = {k: t for k, t in missing.items() if k not in found}
         if missing:
-            vectors = self.embed_model.embed([texts[i] for i in missing])
-            found.update(zip(missing, vectors, strict=True))
-            if store.current_generation() != store.generation:
-                missing = []  # a rebuild replaced it: keep nothing for a deleted generation
-            try:
-                store.sentences.add(missing, [keys[i][0][0] for i in missing],
-                                    vectors[: len(missing)])
-            except AssistantError as exc:  # a read-only store directory: embed each time
-                logging.getLogger(__name__).warning("could not store sentence vectors: %s",
-                                                    exc)
-        return {k: np.asarray(v, dtype=np.float32) for i, v in found.items() for k in keys[i]}
+            vectors = self.embed_model.embed(list(missing.values()))
+            found.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in vectors),
+                             strict=True))
+        return found
 
     def _word_vectors(self, words: list[str], cache_size: int = 50_000
                       ) -> dict[str, np.ndarray]:
@@ -388,8 +382,12 @@ class Assistant:
         if missing:
             stored = self._stored_words()
             found = {w: v for w in missing if (v := stored.get(w)) is not None}
-            self._words.update(found)
             missing = [w for w in missing if w not in found]
+            if missing:  # a machine that did not ingest: the server keeps them
+                found.update((w, np.asarray(v, dtype=np.float32))
+                             for w, v in self.store.word_vectors(missing).items())
+                missing = [w for w in missing if w not in found]
+            self._words.update(found)
             while len(self._words) > cache_size:
                 self._words.popitem(last=False)
         for w in missing:

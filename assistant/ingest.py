@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assistant.chunking import chunk_article
 from assistant.corpus import (
     MAX_FILE_BYTES,
@@ -32,11 +34,11 @@ from assistant.corpus import (
 from assistant.embedding import pooled_chunk_vector
 from assistant.layout import (
     ChunkRecord,
+    SentenceVectors,
     StoreLayout,
     chunk_id,
     ingest_lock,
     make_node,
-    sentence_id,
 )
 from assistant.lexical import UpdateReport, bm25_fingerprint, update_bm25
 from assistant.settings import AssistantError, Settings
@@ -263,7 +265,7 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
     if not docs or store.fingerprint() != fingerprint:
         return False
     chunks = store.count()
-    if (store.recorded_counts() != (chunks, store.sentence_count())
+    if (store.recorded_chunks() != chunks or store.sentence_count() != chunks
             or bm25_fingerprint(store) != fingerprint):
         return False
     if fresh.files != index.files:
@@ -314,20 +316,13 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             store = store.begin_rebuild()
             index_path = index.path = _index_path(settings, store)
             stored = {}
-            previous, leftovers = "", False
+            previous = ""
         else:
             stored = store.stored_docs()
             known = FileIndex.load(index_path, settings.corpus, max_bytes)
             articles = scan(settings.corpus, report, stored, keep=keep, max_bytes=max_bytes,
                             index=index, known=known)
             previous = store.fingerprint()
-            # Sentences without chunks are left only by a run killed midway, and then the
-            # store no longer holds the recorded corpus or sentence count.
-            sentences = store.sentence_count()
-            held_before = {d: s.sha256 for d, s in stored.items() if s.complete}
-            leftovers = bool(stored or sentences) and (
-                corpus_fingerprint(held_before) != previous
-                or store.recorded_counts()[1] != sentences)
         current = {a.doc_id for a in articles}
 
         def kept(doc_id: str) -> bool:
@@ -373,21 +368,18 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         docs = {d: s.sha256 for d, s in held.items() if s.complete}
         fingerprint = corpus_fingerprint(docs)
         changed = bool(todo or report.removed or rebuild)
-        # After a killed run the recorded fingerprint, the sentence count or the BM25
-        # index disagree with the store: finish that run's work.
-        if (changed or store.fingerprint() != fingerprint
-                or store.recorded_counts() != (store.count(), store.sentence_count())
-                or bm25_fingerprint(store) != fingerprint):
-            if leftovers:
-                orphans = store.delete_orphan_sentences(set(held))
-                if orphans:
-                    log.info("removed the sentences of %d interrupted article(s)", orphans)
+        # After a killed run the recorded fingerprint, the chunk count, the sentence
+        # records or the BM25 index disagree with the store: finish that run's work.
+        chunks = store.count()
+        if (changed or store.fingerprint() != fingerprint or store.recorded_chunks() != chunks
+                or store.sentence_count() != chunks or bm25_fingerprint(store) != fingerprint):
+            if store.sentence_count() != chunks and (orphans := store.delete_orphan_sentences()):
+                log.info("removed the sentence vectors of %d interrupted chunk(s)", orphans)
             lexical = UpdateReport()
             update_bm25(store, fingerprint, lexical)
             log.info("BM25 index of %d chunks: %d added, %d removed%s", lexical.chunks,
                      lexical.added, lexical.removed, " (built whole)" if lexical.full else "")
-            store.set_fingerprint(fingerprint, sentences=store.sentence_count(),
-                                  chunks=store.count())
+            store.set_fingerprint(fingerprint, chunks=store.count())
         index.save()
         if on_complete:
             on_complete(previous, new_words, report.unchanged == 0 and not keep, store)
@@ -417,14 +409,13 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     their vocabulary to ``new_words``.
 
     One delete and two adds for the whole group (each Chroma write is a transaction: per
-    article they cost more than the writing itself). Sentences go in before chunks, so an
-    article whose chunks are all present has its sentences too; a run killed in between
-    leaves incomplete articles that the next run redoes.
+    article they cost more than the writing itself). The chunks' sentence vectors go in
+    before the chunks, so a stored chunk has them; a run killed in between leaves
+    incomplete articles, which the next run redoes, and sentence records without a chunk,
+    which it deletes.
     """
     pooled = store.chunk_vectors == "pooled"
     texts: list[str] = []
-    s_ids: list[str] = []
-    s_docs: list[str] = []
     plans = []
     for a in group:
         # From the body to the end of the file: a closing "Source:" line is citable too.
@@ -435,23 +426,21 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
         if not pooled:
             prefix = f"{a.title}\n\n" if a.title else ""
             texts.extend(prefix + c.text for c in chunks)
-        s_ids += [sentence_id(a.doc_id, a.sha256, s, e) for s, e in sentences]
-        s_docs += [a.doc_id] * len(sentences)
         texts.extend(a.text[s:e] for s, e in sentences)
         if pooled and a.title:
             texts.append(a.title)
     log.info("embedding %d texts of %d article(s)", len(texts), len(group))
     vectors = embed_model.embed(texts) if texts else []
-    s_vectors = []
     nodes = []
+    doc_ids: list[str] = []
+    encoded: list[str] = []
     for a, chunks, sentences, at in plans:
         day = day_number(d) if (d := a.published_date) else None
         s_from = at if pooled else at + len(chunks)
-        these = vectors[s_from : s_from + len(sentences)]
-        s_vectors.extend(these)
+        these = np.asarray(vectors[s_from : s_from + len(sentences)])
+        row = {span: i for i, span in enumerate(sentences)}
         if pooled:
             headline = vectors[s_from + len(sentences)] if a.title else None
-            row = {span: i for i, span in enumerate(sentences)}
             chunk_vectors = [pooled_chunk_vector(these[[row[s] for s in c.sentences]],
                                                  headline) for c in chunks]
         else:
@@ -464,6 +453,9 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
                 source=a.meta.get("source", ""), day=day)
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text,
                                    record.to_metadata(), chunk_vectors[k]))
+            doc_ids.append(a.doc_id)
+            encoded.append(SentenceVectors.of(c.sentences,
+                                              these[[row[s] for s in c.sentences]]).encoded)
             new_words |= vocabulary(c.text)
     # The new version goes in before the earlier one is deleted (ids carry the content
     # hash), so that a reader meanwhile finds one version of each article or both, never
@@ -471,17 +463,13 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
     earlier = store.chunk_ids([a.doc_id for a in group])
     new_ids = {n.node_id for n in nodes}
     store.delete_chunks([i for i in earlier if i in new_ids])  # an interrupted write's
-    if s_ids:
-        log.info("writing %d sentences", len(s_ids))
-        store.sentences.add(s_ids, s_docs, s_vectors)
     if nodes:
         log.info("writing %d chunks", len(nodes))
+        store.add_sentence_vectors([n.node_id for n in nodes], doc_ids, encoded,
+                                   [n.embedding for n in nodes])
         _add_nodes(store, nodes)
     log.info("clearing earlier records of %d article(s)", len(group))
     store.delete_chunks([i for i in earlier if i not in new_ids])
-    store.sentences.delete_other_versions(
-        {a.doc_id: sentence_id(a.doc_id, a.sha256, 0, 0).rsplit("::", 1)[0] + "::"
-         for a in group})
     return len(nodes)
 
 

@@ -6,17 +6,22 @@ ingest lock, the leftovers of killed runs, and the typed record of one chunk.
       generations/<base>.json   which generation readers use (atomic pointer)
       generations/<base>.progress.json   how far a running ingest is
       ingest.lock               held by the one process that writes
-      sentences/<name>.sqlite3  sentence vectors, looked up by id
       bm25/<name>/              the lexical index (bm25s), its chunk ids and days
       words/<name>/             vectors of the corpus vocabulary
       files/<name>.json         size and mtime of each ingested file
 
 ``<base>`` is the corpus's collection name, ``<name>`` one generation's
 (:func:`generation_name`). Nothing else in the package builds a path inside a store.
+
+Beside its chunk collection a store keeps, under each chunk's id, the vectors of that
+chunk's sentences (:class:`SentenceVectors`, see :mod:`assistant.store`), so that everything
+the answer layer needs of a chunk is in Chroma, embedded or on a server shared by several
+machines.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import json
@@ -26,12 +31,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assistant.settings import AssistantError
 
-SCHEMA = "3"  # 2: sentence vectors moved from Chroma to SQLite; 3: chunks carry "day"
+SCHEMA = "4"
+"""2: sentence vectors moved from a Chroma collection to SQLite; 3: chunks carry "day";
+4: each chunk's record carries its sentences' vectors (no SQLite file)."""
 
 
 def generation_name(base: str, generation: int) -> str:
@@ -73,8 +83,9 @@ class StoreLayout:
         """The ingest lock file."""
         return self.root / "ingest.lock"
 
-    def sentences(self, name: str) -> Path:
-        """The sentence-vector database of generation ``name``."""
+    def old_sentences(self, name: str) -> Path:
+        """Where a store of schema 2 or 3 kept the sentence vectors of generation ``name``
+        (deleted with that generation)."""
         return self.root / "sentences" / f"{name}.sqlite3"
 
     def bm25(self, name: str) -> Path:
@@ -91,7 +102,7 @@ class StoreLayout:
 
     def generation_paths(self, name: str) -> list[Path]:
         """Everything of generation ``name`` outside Chroma."""
-        db = self.sentences(name)
+        db = self.old_sentences(name)
         return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
                 self.files_index(name), self.bm25(name), self.words(name)]
 
@@ -204,11 +215,6 @@ def ingest_running(store: Path) -> bool:
     return StoreLayout(store).ingest_running()
 
 
-def sentence_id(doc_id: str, sha256: str, start: int, end: int) -> str:
-    """Stable id of a sentence vector."""
-    return f"{doc_id}::{sha256[:12]}::s{start}-{end}"
-
-
 def chunk_id(doc_id: str, sha256: str, index: int) -> str:
     """Stable id of a chunk."""
     return f"{doc_id}::{sha256[:12]}::c{index}"
@@ -245,6 +251,46 @@ def node_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 Span = tuple[int, int]
 
+VECTORS_KEY = "sentence_vectors"
+"""The metadata key of a :class:`SentenceVectors` string in the sentence collection."""
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """The vectors of a chunk's sentences as its record keeps them: float16, in the order
+    of ``spans`` (the sentences' spans when they were ingested), in one string
+    ``"<rows>x<dimensions>:<base64>"`` (the shape makes a damaged string detectable)."""
+
+    spans: tuple[Span, ...]
+    encoded: str
+
+    @classmethod
+    def of(cls, spans: tuple[Span, ...], vectors: Any) -> SentenceVectors:
+        """The stored form of ``vectors`` (one row per span)."""
+        rows = np.asarray(vectors, dtype="<f2")
+        if rows.ndim != 2 or rows.shape[0] != len(spans):
+            raise ValueError(f"{len(spans)} sentence spans, vectors of shape {rows.shape}")
+        data = base64.b64encode(rows.tobytes()).decode("ascii")
+        return cls(tuple(spans), f"{rows.shape[0]}x{rows.shape[1]}:{data}")
+
+    @cached_property
+    def _rows(self) -> dict[Span, np.ndarray]:
+        shape, _, data = self.encoded.partition(":")
+        try:
+            n, dims = (int(v) for v in shape.split("x"))
+            flat = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f2")
+        except ValueError:
+            return {}
+        if n != len(self.spans) or flat.size != n * dims:
+            return {}
+        rows = flat.reshape(n, dims).astype(np.float32)
+        return dict(zip(self.spans, rows, strict=True))
+
+    def get(self, span: Span) -> np.ndarray | None:
+        """The vector of the sentence ingested at ``span`` (None: not one of them, or the
+        stored string is damaged)."""
+        return self._rows.get(span)
+
 
 @dataclass(frozen=True)
 class ChunkRecord:
@@ -254,7 +300,9 @@ class ChunkRecord:
 
     ``ingested_sentences`` is never stored: when the file changed since the ingest and the
     chunk was found again elsewhere (:mod:`assistant.freshness`), it holds the spans its
-    sentences had when they were ingested, which their stored vectors are keyed by.
+    sentences had when they were ingested, which their stored ``vectors`` are keyed by.
+    ``vectors`` is not part of the chunk's metadata: the retriever reads it from the
+    sentence collection (:meth:`assistant.store.Store.sentence_vectors`).
     """
 
     doc_id: str
@@ -270,6 +318,7 @@ class ChunkRecord:
     source: str = ""
     day: int | None = None
     ingested_sentences: tuple[Span, ...] | None = field(default=None, compare=False)
+    vectors: SentenceVectors | None = field(default=None, compare=False, repr=False)
 
     def to_metadata(self) -> dict[str, str | int]:
         """The record as Chroma metadata (flat: the sentence spans as a JSON string)."""
@@ -285,20 +334,26 @@ class ChunkRecord:
         return meta
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> ChunkRecord:
-        """The record of a chunk's stored metadata (KeyError when it is not a chunk's)."""
+    def from_metadata(cls, meta: dict[str, Any], vectors: str | None = None) -> ChunkRecord:
+        """The record of a chunk's stored metadata (KeyError when it is not a chunk's);
+        ``vectors`` is its :class:`SentenceVectors` string, if known."""
         sents = meta.get("sents")
         spans = json.loads(sents) if isinstance(sents, str) else (sents or [])
         day = meta.get("day")
+        sentences = tuple((int(s), int(e)) for s, e in spans)
         return cls(
             doc_id=str(meta["doc_id"]), path=str(meta.get("path") or meta["doc_id"]),
-            start=int(meta["start"]), end=int(meta["end"]),
-            sentences=tuple((int(s), int(e)) for s, e in spans),
+            start=int(meta["start"]), end=int(meta["end"]), sentences=sentences,
             title=str(meta.get("title") or ""), sha256=str(meta.get("sha256") or ""),
             index=int(meta.get("index") or 0), n_chunks=int(meta.get("n_chunks") or 1),
             published=str(meta.get("published") or ""), source=str(meta.get("source") or ""),
             day=int(day) if day else None,
+            vectors=SentenceVectors(sentences, vectors) if isinstance(vectors, str) else None,
         )
+
+    def sentence_vector(self, ingested: Span) -> np.ndarray | None:
+        """The stored vector of the sentence ingested at ``ingested`` (None: none stored)."""
+        return self.vectors.get(ingested) if self.vectors is not None else None
 
     @property
     def stored_sentences(self) -> tuple[Span, ...]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from assistant.layout import ChunkRecord, node_meta
+from assistant.layout import ChunkRecord, SentenceVectors, node_meta
 from assistant.lexical import load_bm25
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
@@ -138,5 +138,11 @@ class HybridRetriever:
             hit.ranks["bm25"] = rank
             hit.score += 1.0 / (RRF_K + rank + 1)
             hit.bm25 = float(value)
-        ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)
-        return ranked[: self.top_k]
+        ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: self.top_k]
+        # The answer layer's sentence vectors, read with the chunks they belong to.
+        stored = self.store.sentence_vectors([h.id for h in ranked])
+        for h in ranked:
+            if (vectors := stored.get(h.id)) is not None:
+                h.record = replace(h.record, vectors=SentenceVectors(h.record.sentences,
+                                                                     vectors))
+        return ranked

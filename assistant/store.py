@@ -1,6 +1,11 @@
-"""The store of a corpus: its chunks (with their vectors) in a Chroma collection, embedded
-(``PersistentClient``) or on a ``chroma run`` server, and its sentence vectors in a small
-SQLite table in the store directory.
+"""The store of a corpus: its chunks in a Chroma collection, embedded (``PersistentClient``)
+or on a ``chroma run`` server, and beside it a ``<name>-sentences`` collection with one
+record per chunk, under the chunk's id, holding its sentences' vectors
+(:class:`assistant.layout.SentenceVectors`), so that machines sharing one server find
+everything the answer layer needs there. They are not in the chunk's own metadata because
+every whole-collection scan (the stored articles at each ingest, a lexical index built from
+a server) reads all of it: on ``chroma run`` 20,000 chunks read in 1.5 s without them and
+5.0 s with them.
 
 A store holds *generations* of a corpus's index: ``ingest --rebuild`` writes a new one beside
 the one readers use (a collection and files named ``<collection>-g<N>``; generation 0, the
@@ -10,9 +15,9 @@ the metadata of a ``<collection>-pointer`` collection). A reader keeps the gener
 opened until the pointer changes. While an ingest runs it keeps a progress file beside the
 pointer, which readers show in one line.
 
-Sentence vectors are only ever looked up by id (the sentences of the retrieved chunks),
-never searched: a vector index over them would cost ingest time, disk and, once loaded,
-memory in proportion to the whole corpus for nothing.
+Sentence vectors are only ever read by chunk id, never searched: a sentence record's
+Chroma vector is its chunk's (Chroma requires one), and one record per sentence would cost
+a vector index over every sentence of the corpus for nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from assistant.layout import (
     SCHEMA,
+    VECTORS_KEY,
     StoreLayout,
     generation_name,
 )
@@ -238,109 +246,8 @@ def open_client(settings: Settings) -> Any:
                            "to rebuild it from the corpus") from None
 
 
-class SentenceVectors:
-    """Sentence vectors by id (float16), in ``<store>/sentences/<collection>.sqlite3``.
-
-    Written only under the ingest lock; readers (the page, ``ask``) may read meanwhile (WAL).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._con: sqlite3.Connection | None = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._con is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                con = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
-                con.execute("CREATE TABLE IF NOT EXISTS sentences (id TEXT PRIMARY KEY, "
-                            "doc_id TEXT NOT NULL, vec BLOB NOT NULL) WITHOUT ROWID")
-                con.execute("CREATE INDEX IF NOT EXISTS sentences_doc ON sentences (doc_id)")
-                con.commit()
-            except (sqlite3.Error, OSError) as exc:
-                raise store_failed("the sentence vectors", self.path, exc,
-                                   "are damaged or unreadable ({reason}); run `assistant "
-                                   "ingest --rebuild` to rebuild them from the corpus") from None
-            self._con = con
-        return self._con
-
-    @contextmanager
-    def _guard(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with self._db() as con:  # a transaction: committed, or rolled back on error
-                yield con
-        except sqlite3.Error as exc:
-            raise store_failed("the sentence vectors", self.path, exc,
-                               "failed ({reason}); run `assistant ingest --rebuild` to "
-                               "rebuild them from the corpus") from None
-
-    def add(self, ids: list[str], doc_ids: list[str], vectors: Any) -> None:
-        """Store vectors (replacing any of the same id)."""
-        import numpy as np
-
-        rows = ((i, d, np.asarray(v, dtype=np.float16).tobytes())
-                for i, d, v in zip(ids, doc_ids, vectors, strict=True))
-        with self._guard() as con:
-            con.executemany("INSERT OR REPLACE INTO sentences VALUES (?, ?, ?)", rows)
-
-    def get(self, ids: list[str]) -> dict[str, Any]:
-        """The vectors of ``ids`` that are stored, as float32 arrays."""
-        import numpy as np
-
-        found: dict[str, Any] = {}
-        if self._con is None and not self.path.exists():
-            return found  # none stored here (yet): not created by a reader
-        with self._guard() as con:
-            for b in range(0, len(ids), 500):
-                part = ids[b : b + 500]
-                marks = ",".join("?" * len(part))
-                for i, blob in con.execute(
-                        f"SELECT id, vec FROM sentences WHERE id IN ({marks})", part):
-                    found[i] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-        return found
-
-    def ids(self) -> list[str]:
-        """Every stored sentence id."""
-        with self._guard() as con:
-            return [row[0] for row in con.execute("SELECT id FROM sentences")]
-
-    def count(self) -> int:
-        """Number of stored vectors."""
-        with self._guard() as con:
-            return int(con.execute("SELECT count(*) FROM sentences").fetchone()[0])
-
-    def delete_docs(self, doc_ids: list[str]) -> None:
-        """Remove the sentences of these articles."""
-        with self._guard() as con:
-            con.executemany("DELETE FROM sentences WHERE doc_id = ?", ((d,) for d in doc_ids))
-
-    def delete_other_versions(self, prefixes: dict[str, str]) -> None:
-        """Remove each article's sentences whose id does not start with its prefix (the
-        id of the version just written, up to the offsets)."""
-        with self._guard() as con:
-            con.executemany("DELETE FROM sentences WHERE doc_id = ? AND substr(id, 1, ?) != ?",
-                            ((d, len(p), p) for d, p in prefixes.items()))
-
-    def delete_except(self, doc_ids: set[str]) -> int:
-        """Remove the sentences of every other article; returns how many articles had some."""
-        with self._guard() as con:
-            others = [row[0] for row in con.execute("SELECT DISTINCT doc_id FROM sentences")
-                      if row[0] not in doc_ids]
-            con.executemany("DELETE FROM sentences WHERE doc_id = ?", ((d,) for d in others))
-        return len(others)
-
-    def close(self) -> None:
-        """Close the database (before its file is deleted)."""
-        if self._con is not None:
-            with suppress(sqlite3.Error):
-                self._con.close()
-            self._con = None
-
-
 class Store:
-    """The chunk collection and sentence vectors of a corpus, and the bookkeeping on them."""
+    """The chunk collection of a corpus, and the bookkeeping on it."""
 
     def __init__(self, settings: Settings, model_name: str, client: Any | None = None,
                  generation: int | None = None) -> None:
@@ -357,7 +264,7 @@ class Store:
             "schema": SCHEMA,
         }
         self._chunks: Any = None
-        self._sentences: Any = None
+        self._sentences: tuple[str, Any] | None = None  # (chunk collection id, collection)
 
     # -- generations ------------------------------------------------------------------------
     @property
@@ -434,7 +341,6 @@ class Store:
         changed = self._generation is not None
         self._generation = current
         self._chunks = None
-        self._sentences = None  # the old file's connection closes when no reader uses it
         return changed
 
     def writer(self) -> Store:
@@ -496,7 +402,7 @@ class Store:
 
         Leftovers of a killed rebuild go first. When the embedded store cannot be opened,
         fails its integrity check or cannot drop a collection, its ``chroma``,
-        ``sentences``, ``bm25`` and ``words`` directories are deleted instead — only those,
+        ``bm25``, ``words`` (and old ``sentences``) directories are deleted instead — only those,
         only inside the store directory — and empty ones are created on next use.
         """
         problem = None if self.settings.chroma_url else self._integrity_problem()
@@ -533,13 +439,10 @@ class Store:
         """Make ``target`` (complete) the current generation, then delete this one."""
         old = self.generation
         self._write_pointer(target.generation, previous=old)
-        if self._sentences is not None and self._sentences is not target._sentences:
-            self._sentences.close()  # this object is a writer's: no reader shares it
         self._client = target._client
         self._generation = target.generation
         self._pinned = False
         self._chunks = target._chunks
-        self._sentences = target._sentences
         try:
             self._drop_generation(old)
             self._remove_orphan_segments()
@@ -566,21 +469,19 @@ class Store:
             self.refresh()
 
     def _drop_generation(self, generation: int) -> None:
-        """Delete one generation: its collection (and an earlier version's
-        ``-sentences`` one) and its sentence vectors, BM25 index, word vectors and file
-        index (never this object's open connections: it is another generation)."""
+        """Delete one generation: its collections (chunks, sentence and word vectors), its
+        BM25 index, word vectors and file index (and the sentence
+        vectors an earlier schema kept in SQLite)."""
         name = generation_name(self.base, generation)
         with self._guard():
-            for col in (name, name + "-sentences"):
+            for col in (name, name + "-sentences", name + "-words"):
                 try:
                     self.client.delete_collection(col)
                 except Exception as exc:
                     if type(exc).__name__ != "NotFoundError":
                         raise
         if generation == self._generation:
-            self._chunks = None
-            if self._sentences is not None:
-                self._sentences.close()
+            self._chunks = self._sentences = None
         for path in self.layout.generation_paths(name):
             if path.exists() or path.is_symlink():
                 self.layout.remove_inside(path)
@@ -627,19 +528,119 @@ class Store:
             self._chunks = self._open(self.name)
         return self._chunks
 
+    def _sentence_collection(self, create: bool) -> Any:
+        """The sentence-vector collection of this generation (None: none yet, and not
+        ``create``); opened again when the chunk collection was."""
+        chunks_id = str(self.chunks.id)
+        if self._sentences is not None and self._sentences[0] == chunks_id:
+            return self._sentences[1]
+        name = f"{self.name}-sentences"
+        with self._guard():
+            if create:
+                col = self.client.get_or_create_collection(name, embedding_function=None)
+            else:
+                try:
+                    col = self.client.get_collection(name, embedding_function=None)
+                except Exception as exc:
+                    if type(exc).__name__ != "NotFoundError":
+                        raise
+                    return None
+        self._sentences = (chunks_id, col)
+        return col
+
+    def add_sentence_vectors(self, ids: list[str], doc_ids: list[str], vectors: list[str],
+                             embeddings: Any) -> None:
+        """Keep the sentence vectors (:class:`~assistant.layout.SentenceVectors` strings)
+        of the chunks ``ids``; ``embeddings`` are the chunks' own vectors."""
+        col = self._sentence_collection(create=True)
+        metadatas: list[dict] = [{"doc_id": d, VECTORS_KEY: v}
+                                 for d, v in zip(doc_ids, vectors, strict=True)]
+        with self._guard():
+            step = max(1, min(5000, int(self.client.get_max_batch_size())))
+            for b in range(0, len(ids), step):
+                col.upsert(ids=ids[b : b + step], embeddings=embeddings[b : b + step],
+                           metadatas=metadatas[b : b + step])
+
+    def sentence_vectors(self, ids: list[str]) -> dict[str, str]:
+        """The stored sentence-vector strings of the chunks ``ids`` (those it has)."""
+        col = self._sentence_collection(create=False) if ids else None
+        if col is None:
+            return {}
+        with self._guard():
+            got = col.get(ids=ids, include=["metadatas"])
+        return {i: v for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if isinstance(v := (m or {}).get(VECTORS_KEY), str)}
+
+    def sentence_count(self) -> int:
+        """Chunks with a sentence-vector record (equal to :meth:`count` but after a killed
+        run)."""
+        col = self._sentence_collection(create=False)
+        if col is None:
+            return 0
+        with self._guard():
+            return int(col.count())
+
+    def delete_orphan_sentences(self) -> int:
+        """Delete the sentence records whose chunk is not stored (left by a run killed
+        between writing the two); returns how many."""
+        col = self._sentence_collection(create=False)
+        if col is None:
+            return 0
+        chunks = set(self.all_chunk_ids())
+        orphans: list[str] = []
+        with self._guard():
+            total = int(col.count())
+            for offset in range(0, total, 20000):
+                got = col.get(include=[], limit=20000, offset=offset)
+                orphans += [i for i in got["ids"] if i not in chunks]
+            for b in range(0, len(orphans), 5000):
+                col.delete(ids=orphans[b : b + 5000])
+        return len(orphans)
+
+    @property
+    def shares_words(self) -> bool:
+        """True on a Chroma server: the vocabulary's word vectors are kept there too (a
+        ``<name>-words`` collection), for the machines that did not ingest."""
+        return bool(self.settings.chroma_url)
+
+    def _words(self, create: bool) -> Any:
+        name = f"{self.name}-words"
+        with self._guard():
+            if create:
+                return self.client.get_or_create_collection(name, embedding_function=None)
+            try:
+                return self.client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if type(exc).__name__ != "NotFoundError":
+                    raise
+                return None
+
+    def add_word_vectors(self, words: list[str], vectors: Any) -> None:
+        """Keep the vectors of ``words`` on the server (replacing any stored)."""
+        col = self._words(create=True)
+        with self._guard():
+            step = max(1, min(5000, int(self.client.get_max_batch_size())))
+            for b in range(0, len(words), step):
+                col.upsert(ids=words[b : b + step],
+                           embeddings=np.asarray(vectors[b : b + step], dtype=np.float32))
+
+    def word_vectors(self, words: list[str]) -> dict[str, Any]:
+        """The vectors the server keeps of ``words`` (those it has)."""
+        col = self._words(create=False) if words and self.shares_words else None
+        if col is None:
+            return {}
+        found: dict[str, Any] = {}
+        with self._guard():
+            for b in range(0, len(words), 1000):
+                got = col.get(ids=words[b : b + 1000], include=["embeddings"])
+                found.update(zip(got["ids"], got["embeddings"], strict=True))
+        return found
+
     @property
     def chunk_vectors(self) -> str:
         """How this store's chunk vectors are made (``Settings.chunk_vectors``): set when
         the collection is created; a store from before the setting existed is "embedded"."""
         return str((self.chunks.metadata or {}).get("chunk_vectors", "embedded"))
-
-    @property
-    def sentences(self) -> SentenceVectors:
-        """The sentence vectors."""
-        if self._sentences is None:
-            self._sentences = SentenceVectors(
-                self.layout.sentences(self.name))
-        return self._sentences
 
     def _open(self, name: str) -> Any:
         if not self._pinned:
@@ -682,13 +683,11 @@ class Store:
         return col
 
     def _wipe(self, problem: str) -> None:
-        """Delete the embedded store's ``chroma``, ``sentences``, ``bm25`` and ``words``
+        """Delete the embedded store's ``chroma``, ``bm25``, ``words`` (and old ``sentences``)
         directories (a store damaged beyond opening: ``problem``), only inside the store."""
         log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
                     self.settings.store, problem)
         self._forget_client()
-        if self._sentences is not None:
-            self._sentences.close()
         for folder in self.layout.wiped_on_damage:
             try:
                 self.layout.remove_inside(folder)
@@ -773,11 +772,10 @@ class Store:
         """
         return str((self._fresh_chunks().metadata or {}).get("fingerprint", ""))
 
-    def recorded_counts(self) -> tuple[int | None, int | None]:
-        """The chunk and sentence counts recorded with the fingerprint (None if none)."""
-        meta = self._fresh_chunks().metadata or {}
-        return tuple(int(v) if isinstance(v := meta.get(k), int | float) else None
-                     for k in ("chunks", "sentences"))  # type: ignore[return-value]
+    def recorded_chunks(self) -> int | None:
+        """The chunk count recorded with the fingerprint (None if none)."""
+        value = (self._fresh_chunks().metadata or {}).get("chunks")
+        return int(value) if isinstance(value, int | float) else None
 
     def _fresh_chunks(self) -> Any:
         if self._chunks is None:
@@ -792,24 +790,19 @@ class Store:
         if col is None and self.refresh():
             return self.chunks  # replaced by a rebuild in another process: follow it
         if col is None or col.id != self._chunks.id:
-            # Dropped or rebuilt by another process: open it again, checking its settings
-            # (and the sentence vectors, whose file was replaced with it).
+            # Dropped or rebuilt by another process: open it again, checking its settings.
             self._chunks = None
-            self.sentences.close()
             return self.chunks
         self._chunks = col
         return col
 
-    def set_fingerprint(self, value: str, sentences: int | None = None,
-                        chunks: int | None = None) -> None:
+    def set_fingerprint(self, value: str, chunks: int | None = None) -> None:
         """Record the corpus fingerprint (and counts) once an ingest has completed."""
         meta = dict(self._fresh_chunks().metadata or {})
         meta.update(self.expected)
         meta["fingerprint"] = value
         if value:
             meta["indexed_at"] = time.time()
-        if sentences is not None:
-            meta["sentences"] = int(sentences)
         if chunks is not None:
             meta["chunks"] = int(chunks)
         meta.pop("hnsw:space", None)
@@ -832,16 +825,6 @@ class Store:
         """Number of chunks stored."""
         with self._guard():
             return int(self.chunks.count())
-
-    def sentence_count(self) -> int:
-        """Number of sentence vectors stored."""
-        return self.sentences.count()
-
-    def delete_orphan_sentences(self, doc_ids: set[str]) -> int:
-        """Delete the sentence vectors of articles other than ``doc_ids`` (left behind when
-        an ingest was killed between writing or deleting an article's sentences and its
-        chunks); returns how many articles had some."""
-        return self.sentences.delete_except(set(doc_ids))
 
     def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0
@@ -890,11 +873,8 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
     def delete_doc(self, doc_id: str) -> None:
-        """Remove every chunk and sentence of an article (chunks first: an article without
-        chunks is not stored, and its sentences are redone or removed by the next ingest)."""
-        with self._guard():
-            self.chunks.delete(where={"doc_id": doc_id})
-        self.sentences.delete_docs([doc_id])
+        """Remove every chunk of an article, then their sentence vectors."""
+        self.delete_docs([doc_id])
 
     def delete_docs(self, doc_ids: list[str]) -> None:
         """:meth:`delete_doc` for many articles at once (one write per collection)."""
@@ -903,7 +883,8 @@ class Store:
             where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
             with self._guard():
                 self.chunks.delete(where=where)
-            self.sentences.delete_docs(part)
+                if (col := self._sentence_collection(create=False)) is not None:
+                    col.delete(where=where)
 
     def chunk_ids(self, doc_ids: list[str]) -> list[str]:
         """The ids of every stored chunk of these articles."""
@@ -916,10 +897,13 @@ class Store:
         return found
 
     def delete_chunks(self, ids: list[str]) -> None:
-        """Remove chunks by id."""
+        """Remove chunks by id, then their sentence vectors."""
+        col = self._sentence_collection(create=False) if ids else None
         for b in range(0, len(ids), 5000):
             with self._guard():
                 self.chunks.delete(ids=ids[b : b + 5000])
+                if col is not None:
+                    col.delete(ids=ids[b : b + 5000])
 
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:
@@ -933,7 +917,3 @@ class Store:
                     metadatas=metadatas[b : b + step],
                     documents=None if documents is None else documents[b : b + step],
                 )
-
-    def sentence_vectors(self, ids: list[str]) -> dict[str, Any]:
-        """The stored vectors of the given sentence ids (missing ids are left out)."""
-        return self.sentences.get(ids) if ids else {}

@@ -251,6 +251,7 @@ def worker_query(spec: dict) -> dict:
     """Warm query latency over the questions, answer accuracy and retrieval hit@5."""
     questions = spec["questions"]
     bot = _bot(spec)
+    counted = TimedEmbedding(bot.embed_model)  # counts the texts the questions embed
     started = time.perf_counter()
     bot.ask(questions[0]["question"])  # loads everything
     first_s = time.perf_counter() - started
@@ -260,6 +261,7 @@ def worker_query(spec: dict) -> dict:
     unchecked: list[float] = []  # the same questions without the citation check
     filtered: list[float] = []  # and with a date filter of a month around their article
     filtered_correct = 0
+    texts_before, asks = counted.texts, 0
     for i, q in enumerate(questions):
         # The check on and off in turn, each first every other question, so that
         # neither gains from the caches the other warmed.
@@ -267,6 +269,7 @@ def worker_query(spec: dict) -> dict:
             bot.check_files = check
             t, c = time.perf_counter(), time.process_time()
             a = bot.ask(q["question"]).to_dict()
+            asks += 1
             if not check:
                 unchecked.append((time.perf_counter() - t) * 1000)
                 continue
@@ -279,6 +282,7 @@ def worker_query(spec: dict) -> dict:
             t = time.perf_counter()
             a = bot.ask(q["question"], since=day - dt.timedelta(days=15),
                         until=day + dt.timedelta(days=15)).to_dict()
+            asks += 1
             filtered.append((time.perf_counter() - t) * 1000)
             filtered_correct += answer_ok(a, q)
         # Retrieval alone (query embedding + hybrid retrieval), the peer's unit of work.
@@ -300,6 +304,9 @@ def worker_query(spec: dict) -> dict:
         "retrieve_p50_ms": percentile(retr_lat, 50), "retrieve_p95_ms": percentile(retr_lat, 95),
         "hit5": hits / n, "answer_acc": correct / n,
         "query_peak_rss_mib": _peak_rss_mib(),
+        # Texts the model embedded per question asked (retrieval alone left out): 1 is
+        # the question itself; more means passages or words were embedded to answer it.
+        "embedded_texts": (counted.texts - texts_before - n) / max(1, asks),
     }
 
 
@@ -516,6 +523,16 @@ def bench_size(size: str, out: Path, modes: list[str], n_questions: int, peer: b
             q24 = next((q for q in questions if "24 hours" in q["question"]), questions[0])
             row.update(cold_start(spec, q24, cold_runs))
             if server:
+                # A second machine: a store directory of its own on the same server,
+                # never ingested; its first question builds its lexical index.
+                log(f"{size}/{mode}: a second machine's queries")
+                second = work / "store-second-machine"
+                shutil.rmtree(second, ignore_errors=True)
+                got = run_worker("query", {**spec, "store": str(second),
+                                           "questions": questions})
+                row.update({f"second_{k}": got[k] for k in (
+                    "first_query_s", "p50_ms", "p95_ms", "hit5", "answer_acc",
+                    "embedded_texts")})
                 row["server_peak_rss_mib"] = server_peak_rss_mib(server[1])
         row["store_mib"] = du_mib(store, *(p for p in [server_dir] if p))
         result[mode] = row
@@ -551,7 +568,8 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
             "re-ingest s | incr. 1% s | p50 ms (CPU) | p50 ms without citation check | "
             "p50 ms with a date filter (answer acc) | p95 ms | "
             "p99 ms | retrieve p50 ms | "
-            "cold ask s (CPU s) | peak RSS MiB (ingest/query/server) | store MiB | answer acc | "
+            "cold ask s (CPU s) | second machine: first ask s / p50 ms / texts embedded per "
+            "ask (ours) | peak RSS MiB (ingest/query/server) | store MiB | answer acc | "
             "hit@5 | peer hit@5 | peer p50 ms | p50 ours/peer (retrieval only) | hit@5 ours/peer |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -585,7 +603,11 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
                 _f(m.get("p95_ms")),
                 _f(m.get("p99_ms")),
                 _f(m.get("retrieve_p50_ms")),
-                f"{_f(m.get('cold_start_s'), 2)} ({_f(m.get('cold_start_cpu_s'), 2)})", rss,
+                f"{_f(m.get('cold_start_s'), 2)} ({_f(m.get('cold_start_cpu_s'), 2)})",
+                (f"{_f(m.get('second_first_query_s'), 2)} / {_f(m.get('second_p50_ms'))} / "
+                 f"{_f(m.get('second_embedded_texts'), 2)} "
+                 f"({_f(m.get('embedded_texts'), 2)})") if "second_p50_ms" in m else "–",
+                rss,
                 _f(m.get("store_mib")), _f(m.get("answer_acc"), 3), _f(m.get("hit5"), 3),
                 _f(peer.get("peer_hit5"), 3), _f(peer.get("peer_p50_ms")),
                 f"{_f(ratio_p50, 2)} ({_f(ratio_retr, 2)})", _f(ratio_hit, 2),
@@ -596,7 +618,7 @@ def table(results: list[dict], extrapolated: list[dict] | None = None) -> str:
             "reingest_s", "incr_s", "p50_ms", "unchecked_p50_ms", "filtered_p50_ms", "p95_ms",
             "p99_ms",
             "retrieve_p50_ms",
-            "cold_start_s", "rss", "store_mib", "answer_acc", "hit5", "peer_hit5",
+            "cold_start_s", "second", "rss", "store_mib", "answer_acc", "hit5", "peer_hit5",
             "peer_p50_ms", "ratio_p50", "ratio_hit")) + " |")
     return "\n".join(lines)
 

@@ -13,7 +13,8 @@ from evals import bench, synth
 
 def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    code = bench.main(["--sizes", "real", "--modes", "embedded,pooled", "--questions", "12",
+    code = bench.main(["--sizes", "real", "--modes", "embedded,pooled,server",
+                       "--questions", "12",
                        "--cold-runs", "1", "--inline", "--out", str(out)])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
@@ -34,6 +35,15 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     assert pooled["chunks"] == m["chunks"] and pooled["texts_embedded"] < m["texts_embedded"]
     assert "| real | embedded, pooled chunk vectors |" in table
     assert "- real: ingest " in table and "with a chunk pass" in table
+    # A second machine on the same Chroma server answers as the first without embedding
+    # anything but its questions (and question words the corpus lacks): the sentence and
+    # word vectors come from the server.
+    server = row["server"]
+    assert server["second_first_query_s"] > 0 and server["second_p50_ms"] > 0
+    assert (server["second_hit5"], server["second_answer_acc"]) == (server["hit5"],
+                                                                    server["answer_acc"])
+    assert 1.0 <= server["second_embedded_texts"] < 1.5, server["second_embedded_texts"]
+    assert "| real | server |" in table
     # Sizes run separately are put in one table, a stand-in model's run marked as such.
     stand_in = json.loads((out / "results-real.json").read_text())
     stand_in.update(size="100k", stand_in_embedding=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +68,10 @@ def test_a_rebuild_on_a_chroma_server_switches_generations_for_every_client(
     report = bot.ingest(rebuild=True)
     assert report.new == 1 and bot.store.name == "assistant-corpus-g1"
     names = {c.name for c in bot.store.client.list_collections()}
-    assert names == {"assistant-corpus-g1", "assistant-corpus-pointer"}
+    # The old generation's collections are gone; the new one's chunks, their sentence
+    # vectors and the vocabulary's word vectors are there for every client.
+    assert names == {"assistant-corpus-g1", "assistant-corpus-g1-sentences",
+                     "assistant-corpus-g1-words", "assistant-corpus-pointer"}
     answer = elsewhere.ask(question)
     assert answer.short_answer == "Eight" and elsewhere.store.name == "assistant-corpus-g1"
     for c in answer.citations:
@@ -99,6 +104,23 @@ def test_date_limits_filter_inside_a_chroma_server(tmp_path: Path, chroma_url: s
         assert read_text(corpus / c.path)[c.start : c.end] == c.quote
 
 
+class Recording:
+    """An embedding model that records every batch it is given."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> Any:
+        self.calls.append(list(texts))
+        return self.model.embed(texts)
+
+
+def words_of(text: str) -> set[str]:
+    """The lower-cased words of ``text``."""
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+
+
 def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
         tmp_path: Path, chroma_url: str, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two store directories (two machines) on one server: the second never ingests; it
@@ -115,7 +137,7 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     first._embed = embed_model
     first.ingest()
     second = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url)
-    second._embed = embed_model
+    second._embed = Recording(embed_model)
     updates = record_updates(monkeypatch, lexical)  # the question path's updates
 
     def seen(bot: Assistant, question: str) -> tuple:
@@ -129,6 +151,13 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
         assert seen(second, q) == seen(first, q), q
     assert [(u.full, u.chunks) for u in updates] == [(True, 8)]  # from the server, once
     assert not (tmp_path / "machine-b" / "chroma").exists()
+    # Sentence and word vectors came from the server: the second machine's model ran on
+    # its questions and on question words the corpus does not have, nothing else.
+    vocabulary = {w for text in ARTICLES.values() for w in words_of(text)}
+    embedded = [t for batch in second._embed.calls for t in batch]
+    assert set(questions) <= set(embedded)
+    assert all(t in questions or (t.isalpha() and t not in vocabulary) for t in embedded), \
+        embedded
 
     assert seen(second, questions[1])[1] == "8"
     (corpus / "story-6.txt").write_text(ARTICLES["story-6.txt"].replace(

@@ -6,7 +6,7 @@ import pytest
 
 from assistant.core import Assistant
 from assistant.embedding import pooled_chunk_vector
-from assistant.layout import ingest_lock, sentence_id
+from assistant.layout import VECTORS_KEY, ChunkRecord, ingest_lock, node_meta
 from assistant.settings import AssistantError, Settings
 from assistant.store import Store
 
@@ -149,10 +149,39 @@ def embed_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return texts
 
 
-def _chunk_records(bot: Assistant) -> list[tuple[dict, str, np.ndarray]]:
+def _chunk_records(bot: Assistant) -> list[tuple[str, dict, str, np.ndarray]]:
     got = bot.store.chunks.get(include=["embeddings", "metadatas", "documents"])
-    return list(zip(got["metadatas"], got["documents"], np.asarray(got["embeddings"]),
-                    strict=True))
+    return list(zip(got["ids"], got["metadatas"], got["documents"],
+                    np.asarray(got["embeddings"]), strict=True))
+
+
+def stored_record(bot: Assistant, chunk_id: str, meta: dict) -> ChunkRecord:
+    """A chunk's record with the sentence vectors the store keeps for it."""
+    vectors = bot.store.sentence_vectors([chunk_id])
+    assert chunk_id in vectors
+    return ChunkRecord.from_metadata(node_meta(meta), vectors=vectors[chunk_id])
+
+
+def test_each_chunk_record_holds_the_vectors_of_its_sentences(
+        bot: Assistant, embed_model) -> None:
+    """What the answer layer needs of a chunk is kept under its id: one vector per
+    sentence, the model's vector of that sentence's text (kept as float16)."""
+    bot.ingest()
+    records = _chunk_records(bot)
+    assert records
+    assert bot.store.sentence_count() == len(records)
+    for cid, meta, text, _ in records:
+        assert VECTORS_KEY not in meta  # not read with every scan of the chunks
+        record = stored_record(bot, cid, meta)
+        article = (bot.settings.corpus / record.path).read_text()
+        assert article[record.start : record.end] == text
+        for s, e in record.sentences:
+            stored = record.sentence_vector((s, e))
+            want = embed_model.embed([article[s:e]])[0]
+            assert stored is not None and stored.dtype == np.float32
+            assert float(stored @ want) > 0.9999
+            assert np.abs(stored - want).max() < 2e-3  # float16 rounding only
+        assert record.sentence_vector((0, 1)) is None  # not one of its sentences
 
 
 def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
@@ -164,13 +193,12 @@ def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
     assert bot.store.chunk_vectors == "pooled"
     records = _chunk_records(bot)
     assert len(records) == 2
-    for meta, text, vector in records:
-        ids = [sentence_id(meta["doc_id"], meta["sha256"], s, e)
-               for s, e in json.loads(meta["sents"])]
-        assert len(ids) >= 2
-        stored = bot.store.sentence_vectors(ids)
+    for cid, meta, text, vector in records:
+        record = stored_record(bot, cid, meta)
+        assert len(record.sentences) >= 2
+        stored = [record.sentence_vector(span) for span in record.sentences]
         headline = embed_model.embed([meta["title"]])[0]
-        want = pooled_chunk_vector(np.stack([stored[i] for i in ids]), headline)
+        want = pooled_chunk_vector(np.stack(stored), headline)
         assert vector @ want > 0.9999  # sentence vectors are stored as float16
         assert not any(text in t for t in embed_calls), "the model ran on a whole chunk"
     # The pooled vector still finds its chunk.
@@ -333,7 +361,6 @@ def test_a_store_changed_behind_the_index_takes_the_full_path(
 def test_word_vectors_follow_incremental_ingests(bot: Assistant) -> None:
     """The vocabulary's word vectors cover every stored chunk's words after each run, the
     words of a new article included (only those are embedded then)."""
-    import json
 
     from assistant.text import vocabulary
 
@@ -367,3 +394,19 @@ def test_an_incremental_ingest_reads_only_new_and_changed_files(
     assert any("rejected" in text for _, text, _ in bot.store.iter_chunks())
     # The unread article is still there, whole.
     assert "300" in bot.ask("How many homes were evacuated?").text
+
+
+def test_a_store_of_an_earlier_schema_is_refused_until_it_is_rebuilt(
+        bot: Assistant, embed_model) -> None:
+    """A store written before chunk records held their sentence vectors (schema 3) is not
+    read as if it had them: the user is told to rebuild, and the rebuild answers."""
+    bot.ingest()
+    meta = {k: v for k, v in (bot.store.chunks.metadata or {}).items() if k != "hnsw:space"}
+    bot.store.chunks.modify(metadata={**meta, "schema": "3"})
+    old = Assistant(corpus=bot.settings.corpus, store=bot.settings.store)
+    old._embed = embed_model
+    with pytest.raises(AssistantError, match=r"built with schema='3' but this assistant "
+                                             r"uses '4'; run `assistant ingest --rebuild`"):
+        old.ask("How many homes were evacuated?")
+    old.ingest(rebuild=True)
+    assert "300" in old.ask("How many homes were evacuated?").text

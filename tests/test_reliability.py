@@ -559,19 +559,29 @@ def test_states_a_killed_run_can_leave_are_finished_by_the_next(small_store: Ass
     corpus, store = small_store.settings.corpus, small_store.settings.store
     bot = new_bot(corpus, store, embed_model)
     want_chunks = sorted(bot.store.chunks.get()["ids"])
-    want_sentences = sorted(bot.store.sentences.ids())
     fingerprint = bot.store.fingerprint()
     bm25 = store / "bm25" / bot.store.name
 
-    # Killed while removing a deleted article: its chunks went, its sentences stayed.
-    (corpus / "mill.txt").write_text(MILL)
+    # Killed while removing a deleted article: some of its chunks went, some stayed.
+    (corpus / "mill.txt").write_text(MILL + "Smoke rose over the valley for hours. " * 60)
     bot.ingest()
-    bot.store.chunks.delete(where={"doc_id": "mill.txt"})
+    mill = bot.store.chunk_ids(["mill.txt"])
+    assert len(mill) > 1
+    bot.store.delete_chunks(mill[:1])
     (corpus / "mill.txt").unlink()
     report = bot.ingest()
-    assert (report.removed, report.unchanged) == (0, 2)
-    assert sorted(bot.store.sentences.ids()) == want_sentences
+    assert (report.removed, report.unchanged) == (1, 2)
     assert sorted(bot.store.chunks.get()["ids"]) == want_chunks
+
+    # Killed between writing an article's sentence vectors and its chunks.
+    orphan = "gone.txt::0123456789ab::c0"
+    bot.store.add_sentence_vectors([orphan], ["gone.txt"], ["1x384:" + "A" * 1024],
+                                   [[1.0] + [0.0] * 383])
+    assert bot.store.sentence_count() == len(want_chunks) + 1
+    report = bot.ingest()
+    assert report.chunks_embedded == 0
+    assert bot.store.sentence_count() == len(want_chunks)
+    assert bot.store.sentence_vectors([orphan]) == {}
 
     # Killed after the writes, before the BM25 index and the fingerprint were recorded.
     bot.store.set_fingerprint("stale")
@@ -586,7 +596,6 @@ def test_states_a_killed_run_can_leave_are_finished_by_the_next(small_store: Ass
     report = bot.ingest()
     assert report.new == 1 and report.unchanged == 1
     assert sorted(bot.store.chunks.get()["ids"]) == want_chunks
-    assert sorted(bot.store.sentences.ids()) == want_sentences
     assert bot.ask(Q_BOATS).short_answer == "42"
 
 
@@ -748,19 +757,23 @@ def test_any_question_string_answers_or_raises_assistant_error(article_bot: Assi
     answer.to_dict()
 
 
-def test_missing_sentence_vectors_are_embedded_on_demand(small_store: Assistant, tmp_path: Path,
+def test_missing_sentence_vectors_are_embedded_on_demand(small_store: Assistant,
                                                          embed_model) -> None:
-    """A store directory without the sentence vectors (another machine asking the same
-    Chroma server, a deleted file) answers as before and keeps what it embedded."""
+    """Chunks whose sentence vectors cannot be read (damaged records) still answer as
+    before: the answer layer embeds those sentences itself."""
     corpus, store = small_store.settings.corpus, small_store.settings.store
     before = new_bot(corpus, store, embed_model).ask(Q_BOATS)
-    copy = tmp_path / "store-copy"
-    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("sentences"))
-    bot = new_bot(corpus, copy, embed_model)
+    bot = new_bot(corpus, store, embed_model)
+    ids = bot.store.all_chunk_ids()
+    bot.store.add_sentence_vectors(ids, [i.split("::")[0] for i in ids], ["3x384:!!"] * len(ids),
+                                   bot.store.chunks.get(ids=ids, include=["embeddings"])
+                                   ["embeddings"])
+    hits = bot._retriever_for_query().retrieve(Q_BOATS, embed_model.embed([Q_BOATS])[0])
+    assert hits and all(h.record.sentence_vector(h.sentences[0]) is None for h in hits)
     after = bot.ask(Q_BOATS)
     assert (after.text, after.short_answer) == (before.text, before.short_answer)
-    filled = bot.store.sentences.ids()
-    assert filled
-    original = new_bot(corpus, store, embed_model).store.sentences.get(filled)
-    for sid, vec in bot.store.sentences.get(filled).items():
-        assert float(vec @ original[sid]) > 0.999  # the same vectors as the ingest's
+    vectors = bot._sentence_vectors(hits)
+    for h in hits:
+        for s, e in h.sentences:
+            want = embed_model.embed([h.text[s - h.start : e - h.start]])[0]
+            assert float(vectors[(h.doc_id, s, e)] @ want) > 0.9999

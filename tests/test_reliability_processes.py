@@ -26,7 +26,7 @@ import pytest
 
 from assistant.core import Assistant
 from assistant.corpus import read_text
-from assistant.layout import ingest_lock
+from assistant.layout import ChunkRecord, ingest_lock, node_meta
 from assistant.settings import AssistantError
 from tests.conftest import ARTICLE
 from tests.test_reliability import Q24, close, make_corpus, new_bot
@@ -63,7 +63,9 @@ def store_state(corpus: Path, store: Path, embed_model) -> dict:
     bot = new_bot(corpus, store, embed_model)
     s = bot.store
     chunks = s.chunks.get(include=["embeddings", "metadatas"])
-    sentences = s.sentences.ids()
+    stored = s.sentence_vectors(chunks["ids"])
+    records = [ChunkRecord.from_metadata(node_meta(m), vectors=stored.get(i))
+               for i, m in zip(chunks["ids"], chunks["metadatas"], strict=True)]
     # The vector index answers for every chunk: each finds itself first.
     found = s.chunks.query(query_embeddings=chunks["embeddings"], n_results=1)["ids"]
     bm25 = store / "bm25" / s.name / "fingerprint"
@@ -71,8 +73,11 @@ def store_state(corpus: Path, store: Path, embed_model) -> dict:
     state = {
         "chunk_ids": sorted(chunks["ids"]),
         "chunk_count": s.count(),
-        "sentence_ids": sorted(sentences),
-        "sentence_count": s.sentence_count(),
+        # Every chunk has the vectors of all its sentences, and no others are kept.
+        "sentence_records": s.sentence_count(),
+        "sentence_vectors": sorted((r.doc_id, r.index, sum(r.sentence_vector(x) is not None
+                                                          for x in r.sentences))
+                                   for r in records),
         "docs": {d: (v.sha256, v.n_chunks, v.present) for d, v in s.stored_docs().items()},
         "fingerprint": s.fingerprint(),
         "bm25": bm25.read_text() if bm25.exists() else None,
@@ -203,7 +208,8 @@ def test_two_ingests_at_once_on_one_store(tmp_path: Path, embed_model) -> None:
     clean.ingest()
     close(clean)
     want = store_state(corpus, tmp_path / "clean", embed_model)
-    for key in ("chunk_ids", "chunk_count", "sentence_ids", "docs", "fingerprint", "bm25"):
+    for key in ("chunk_ids", "chunk_count", "sentence_vectors", "sentence_records",
+                "docs", "fingerprint", "bm25"):
         assert state[key] == want[key], key
 
 
