@@ -6,6 +6,7 @@ ingest lock, the leftovers of killed runs, and the typed record of one chunk.
       generations/<base>.json   which generation readers use (atomic pointer)
       generations/<base>.progress.json   how far a running ingest is
       ingest.lock               held by the one process that writes
+      sentences/<name>.sqlite3  each chunk's sentence vectors, by chunk id (embedded store)
       bm25/<name>/              the lexical index (bm25s), its chunk ids and days
       words/<name>/             vectors of the corpus vocabulary
       files/<name>.json         size and mtime of each ingested file
@@ -13,10 +14,9 @@ ingest lock, the leftovers of killed runs, and the typed record of one chunk.
 ``<base>`` is the corpus's collection name, ``<name>`` one generation's
 (:func:`generation_name`). Nothing else in the package builds a path inside a store.
 
-Beside its chunk collection a store keeps, under each chunk's id, the vectors of that
-chunk's sentences (:class:`SentenceVectors`, see :mod:`assistant.store`), so that everything
-the answer layer needs of a chunk is in Chroma, embedded or on a server shared by several
-machines.
+Beside its chunks a store keeps, under each chunk's id, the vectors of that chunk's
+sentences (:class:`SentenceVectors`): in the sentence file of an embedded store, in Chroma
+on a server shared by several machines (see :mod:`assistant.store`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ import numpy as np
 
 from assistant.settings import AssistantError
 
-SCHEMA = "4"
+SCHEMA = "5"
 """2: sentence vectors moved from a Chroma collection to SQLite; 3: chunks carry "day";
-4: each chunk's record carries its sentences' vectors (no SQLite file)."""
+4: sentence vectors kept per chunk, under the chunk's id; 5: in a SQLite file when embedded
+and in Chroma on a server."""
 
 
 def generation_name(base: str, generation: int) -> str:
@@ -83,9 +84,8 @@ class StoreLayout:
         """The ingest lock file."""
         return self.root / "ingest.lock"
 
-    def old_sentences(self, name: str) -> Path:
-        """Where a store of schema 2 or 3 kept the sentence vectors of generation ``name``
-        (deleted with that generation)."""
+    def sentences(self, name: str) -> Path:
+        """The sentence-vector file of generation ``name`` (an embedded store's)."""
         return self.root / "sentences" / f"{name}.sqlite3"
 
     def bm25(self, name: str) -> Path:
@@ -102,7 +102,7 @@ class StoreLayout:
 
     def generation_paths(self, name: str) -> list[Path]:
         """Everything of generation ``name`` outside Chroma."""
-        db = self.old_sentences(name)
+        db = self.sentences(name)
         return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
                 self.files_index(name), self.bm25(name), self.words(name)]
 
@@ -252,7 +252,7 @@ def node_meta(meta: dict[str, Any]) -> dict[str, Any]:
 Span = tuple[int, int]
 
 VECTORS_KEY = "sentence_vectors"
-"""The metadata key of a :class:`SentenceVectors` string in the sentence collection."""
+"""The metadata key of a :class:`SentenceVectors` string in a server's sentence collection."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ class ChunkRecord:
     chunk was found again elsewhere (:mod:`assistant.freshness`), it holds the spans its
     sentences had when they were ingested, which their stored ``vectors`` are keyed by.
     ``vectors`` is not part of the chunk's metadata: the retriever reads it from the
-    sentence collection (:meth:`assistant.store.Store.sentence_vectors`).
+    store's sentence vectors (:meth:`assistant.store.Store.sentence_vectors`).
     """
 
     doc_id: str

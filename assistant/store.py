@@ -1,11 +1,17 @@
 """The store of a corpus: its chunks in a Chroma collection, embedded (``PersistentClient``)
-or on a ``chroma run`` server, and beside it a ``<name>-sentences`` collection with one
-record per chunk, under the chunk's id, holding its sentences' vectors
-(:class:`assistant.layout.SentenceVectors`), so that machines sharing one server find
-everything the answer layer needs there. They are not in the chunk's own metadata because
-every whole-collection scan (the stored articles at each ingest, a lexical index built from
-a server) reads all of it: on ``chroma run`` 20,000 chunks read in 1.5 s without them and
-5.0 s with them.
+or on a ``chroma run`` server, and beside them, under each chunk's id, the vectors of that
+chunk's sentences (:class:`assistant.layout.SentenceVectors`).
+
+Where the sentence vectors live depends on the mode. On a server they are a
+``<name>-sentences`` Chroma collection (:class:`ChromaSentences`), so that every machine
+asking that server finds everything the answer layer needs there. In an embedded store they
+are a SQLite table in the store directory (:class:`SentenceFile`): the same records, in less
+than half the disk, because Chroma indexes every metadata string it stores (1,000 chunks of
+the benchmark: 60 MB of Chroma with the collection against 23 MB + 11 MB with the file).
+They are not in the chunk's own metadata because every whole-collection scan (the stored
+articles at each ingest, a lexical index built from a server) reads all of it: on ``chroma
+run`` 20,000 chunks read in 1.5 s without them and 5.0 s with them. They are only ever read
+by chunk id, never searched.
 
 A store holds *generations* of a corpus's index: ``ingest --rebuild`` writes a new one beside
 the one readers use (a collection and files named ``<collection>-g<N>``; generation 0, the
@@ -14,14 +20,11 @@ with an atomic pointer, ``<store>/generations/<collection>.json`` (on a Chroma s
 the metadata of a ``<collection>-pointer`` collection). A reader keeps the generation it
 opened until the pointer changes. While an ingest runs it keeps a progress file beside the
 pointer, which readers show in one line.
-
-Sentence vectors are only ever read by chunk id, never searched: a sentence record's
-Chroma vector is its chunk's (Chroma requires one), and one record per sentence would cost
-a vector index over every sentence of the corpus for nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import logging
@@ -246,6 +249,172 @@ def open_client(settings: Settings) -> Any:
                            "to rebuild it from the corpus") from None
 
 
+class SentenceFile:
+    """The sentence vectors of an embedded store's chunks, by chunk id, in
+    ``<store>/sentences/<generation>.sqlite3``. Written only under the ingest lock; readers
+    (the page, ``ask``) may read meanwhile (WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._con is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("CREATE TABLE IF NOT EXISTS chunks (id TEXT PRIMARY KEY, "
+                            "doc_id TEXT NOT NULL, vectors TEXT NOT NULL) WITHOUT ROWID")
+                con.execute("CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id)")
+                con.commit()
+            except (sqlite3.Error, OSError) as exc:
+                raise store_failed("the sentence vectors", self.path, exc,
+                                   "are damaged or unreadable ({reason}); run `assistant "
+                                   "ingest --rebuild` to rebuild them from the corpus") from None
+            self._con = con
+        return self._con
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._db() as con:  # a transaction: committed, or rolled back on error
+                yield con
+        except sqlite3.Error as exc:
+            raise store_failed("the sentence vectors", self.path, exc,
+                               "failed ({reason}); run `assistant ingest --rebuild` to "
+                               "rebuild them from the corpus") from None
+
+    def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
+            embeddings: Any = None) -> None:
+        """Store the chunks' vector strings (replacing any of the same id)."""
+        with self._guard() as con:
+            con.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)",
+                            zip(ids, doc_ids, vectors, strict=True))
+
+    def get(self, ids: list[str]) -> dict[str, str]:
+        """The vector strings of the chunks ``ids`` that are stored."""
+        found: dict[str, str] = {}
+        if not ids or (self._con is None and not self.path.exists()):
+            return found  # none stored here (yet): not created by a reader
+        with self._guard() as con:
+            for b in range(0, len(ids), 500):
+                part = ids[b : b + 500]
+                marks = ",".join("?" * len(part))
+                found.update(con.execute(
+                    f"SELECT id, vectors FROM chunks WHERE id IN ({marks})", part))
+        return found
+
+    def ids(self) -> list[str]:
+        """Every chunk id with vectors here."""
+        if self._con is None and not self.path.exists():
+            return []
+        with self._guard() as con:
+            return [row[0] for row in con.execute("SELECT id FROM chunks")]
+
+    def count(self) -> int:
+        """Number of chunks with vectors here."""
+        if self._con is None and not self.path.exists():
+            return 0
+        with self._guard() as con:
+            return int(con.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def delete(self, ids: list[str]) -> None:
+        """Remove the vectors of these chunks."""
+        with self._guard() as con:
+            con.executemany("DELETE FROM chunks WHERE id = ?", ((i,) for i in ids))
+
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        """Remove the vectors of these articles' chunks."""
+        with self._guard() as con:
+            con.executemany("DELETE FROM chunks WHERE doc_id = ?", ((d,) for d in doc_ids))
+
+    def close(self) -> None:
+        """Close the database (before its file is deleted, or another replaces it)."""
+        if self._con is not None:
+            with suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+
+
+class ChromaSentences:
+    """The sentence vectors of a server store's chunks: a ``<name>-sentences`` collection
+    with one record per chunk, under its id (its Chroma vector is the chunk's, which Chroma
+    requires), the vector string in its metadata. The same methods as
+    :class:`SentenceFile`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _col(self, create: bool) -> Any:
+        return self.store._sentence_collection(create)
+
+    def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
+            embeddings: Any = None) -> None:
+        """Store the chunks' vector strings (replacing any of the same id)."""
+        col = self._col(create=True)
+        metadatas: list[dict] = [{"doc_id": d, VECTORS_KEY: v}
+                                 for d, v in zip(doc_ids, vectors, strict=True)]
+        with self.store._guard():
+            step = max(1, min(5000, int(self.store.client.get_max_batch_size())))
+            for b in range(0, len(ids), step):
+                col.upsert(ids=ids[b : b + step], embeddings=embeddings[b : b + step],
+                           metadatas=metadatas[b : b + step])
+
+    def get(self, ids: list[str]) -> dict[str, str]:
+        """The vector strings of the chunks ``ids`` that are stored."""
+        col = self._col(create=False) if ids else None
+        if col is None:
+            return {}
+        with self.store._guard():
+            got = col.get(ids=ids, include=["metadatas"])
+        return {i: v for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if isinstance(v := (m or {}).get(VECTORS_KEY), str)}
+
+    def ids(self) -> list[str]:
+        """Every chunk id with vectors here."""
+        col = self._col(create=False)
+        if col is None:
+            return []
+        found: list[str] = []
+        with self.store._guard():
+            total = int(col.count())
+            for offset in range(0, total, 20000):
+                found += col.get(include=[], limit=20000, offset=offset)["ids"]
+        return found
+
+    def count(self) -> int:
+        """Number of chunks with vectors here."""
+        col = self._col(create=False)
+        if col is None:
+            return 0
+        with self.store._guard():
+            return int(col.count())
+
+    def delete(self, ids: list[str]) -> None:
+        """Remove the vectors of these chunks."""
+        col = self._col(create=False) if ids else None
+        if col is not None:
+            with self.store._guard():
+                for b in range(0, len(ids), 5000):
+                    col.delete(ids=ids[b : b + 5000])
+
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        """Remove the vectors of these articles' chunks."""
+        col = self._col(create=False) if doc_ids else None
+        if col is None:
+            return
+        with self.store._guard():
+            for b in range(0, len(doc_ids), 500):
+                part = doc_ids[b : b + 500]
+                col.delete(where={"doc_id": part[0]} if len(part) == 1
+                           else {"doc_id": {"$in": part}})
+
+    def close(self) -> None:
+        """Nothing to close (the client is the store's)."""
+
+
 class Store:
     """The chunk collection of a corpus, and the bookkeeping on it."""
 
@@ -265,6 +434,7 @@ class Store:
         }
         self._chunks: Any = None
         self._sentences: tuple[str, Any] | None = None  # (chunk collection id, collection)
+        self._sentence_table: SentenceFile | ChromaSentences | None = None
 
     # -- generations ------------------------------------------------------------------------
     @property
@@ -340,7 +510,8 @@ class Store:
             return False
         changed = self._generation is not None
         self._generation = current
-        self._chunks = None
+        self._chunks = self._sentences = None
+        self._sentence_table = None  # the old file's connection closes when no reader uses it
         return changed
 
     def writer(self) -> Store:
@@ -402,7 +573,7 @@ class Store:
 
         Leftovers of a killed rebuild go first. When the embedded store cannot be opened,
         fails its integrity check or cannot drop a collection, its ``chroma``,
-        ``bm25``, ``words`` (and old ``sentences``) directories are deleted instead — only those,
+        ``sentences``, ``bm25`` and ``words`` directories are deleted instead — only those,
         only inside the store directory — and empty ones are created on next use.
         """
         problem = None if self.settings.chroma_url else self._integrity_problem()
@@ -439,10 +610,13 @@ class Store:
         """Make ``target`` (complete) the current generation, then delete this one."""
         old = self.generation
         self._write_pointer(target.generation, previous=old)
+        if self._sentence_table is not target._sentence_table:
+            self._close_sentences()  # this object is a writer's: no reader shares it
         self._client = target._client
         self._generation = target.generation
         self._pinned = False
         self._chunks = target._chunks
+        self._sentences, self._sentence_table = target._sentences, target._sentence_table
         try:
             self._drop_generation(old)
             self._remove_orphan_segments()
@@ -469,9 +643,8 @@ class Store:
             self.refresh()
 
     def _drop_generation(self, generation: int) -> None:
-        """Delete one generation: its collections (chunks, sentence and word vectors), its
-        BM25 index, word vectors and file index (and the sentence
-        vectors an earlier schema kept in SQLite)."""
+        """Delete one generation: its collections (chunks, and on a server sentence and
+        word vectors), its sentence-vector file, BM25 index, word vectors and file index."""
         name = generation_name(self.base, generation)
         with self._guard():
             for col in (name, name + "-sentences", name + "-words"):
@@ -481,7 +654,8 @@ class Store:
                     if type(exc).__name__ != "NotFoundError":
                         raise
         if generation == self._generation:
-            self._chunks = self._sentences = None
+            self._chunks = None
+            self._close_sentences()
         for path in self.layout.generation_paths(name):
             if path.exists() or path.is_symlink():
                 self.layout.remove_inside(path)
@@ -548,53 +722,40 @@ class Store:
         self._sentences = (chunks_id, col)
         return col
 
+    @property
+    def sentences(self) -> SentenceFile | ChromaSentences:
+        """The sentence vectors of this generation's chunks (see the module's docstring)."""
+        if self._sentence_table is None:
+            self._sentence_table = (ChromaSentences(self) if self.settings.chroma_url
+                                    else SentenceFile(self.layout.sentences(self.name)))
+        return self._sentence_table
+
+    def _close_sentences(self) -> None:
+        if self._sentence_table is not None:
+            self._sentence_table.close()
+        self._sentence_table = None
+        self._sentences = None
+
     def add_sentence_vectors(self, ids: list[str], doc_ids: list[str], vectors: list[str],
                              embeddings: Any) -> None:
         """Keep the sentence vectors (:class:`~assistant.layout.SentenceVectors` strings)
         of the chunks ``ids``; ``embeddings`` are the chunks' own vectors."""
-        col = self._sentence_collection(create=True)
-        metadatas: list[dict] = [{"doc_id": d, VECTORS_KEY: v}
-                                 for d, v in zip(doc_ids, vectors, strict=True)]
-        with self._guard():
-            step = max(1, min(5000, int(self.client.get_max_batch_size())))
-            for b in range(0, len(ids), step):
-                col.upsert(ids=ids[b : b + step], embeddings=embeddings[b : b + step],
-                           metadatas=metadatas[b : b + step])
+        self.sentences.add(ids, doc_ids, vectors, embeddings)
 
     def sentence_vectors(self, ids: list[str]) -> dict[str, str]:
         """The stored sentence-vector strings of the chunks ``ids`` (those it has)."""
-        col = self._sentence_collection(create=False) if ids else None
-        if col is None:
-            return {}
-        with self._guard():
-            got = col.get(ids=ids, include=["metadatas"])
-        return {i: v for i, m in zip(got["ids"], got["metadatas"], strict=True)
-                if isinstance(v := (m or {}).get(VECTORS_KEY), str)}
+        return self.sentences.get(ids)
 
     def sentence_count(self) -> int:
-        """Chunks with a sentence-vector record (equal to :meth:`count` but after a killed
-        run)."""
-        col = self._sentence_collection(create=False)
-        if col is None:
-            return 0
-        with self._guard():
-            return int(col.count())
+        """Chunks with sentence vectors (equal to :meth:`count` but after a killed run)."""
+        return self.sentences.count()
 
     def delete_orphan_sentences(self) -> int:
-        """Delete the sentence records whose chunk is not stored (left by a run killed
+        """Delete the sentence vectors whose chunk is not stored (left by a run killed
         between writing the two); returns how many."""
-        col = self._sentence_collection(create=False)
-        if col is None:
-            return 0
         chunks = set(self.all_chunk_ids())
-        orphans: list[str] = []
-        with self._guard():
-            total = int(col.count())
-            for offset in range(0, total, 20000):
-                got = col.get(include=[], limit=20000, offset=offset)
-                orphans += [i for i in got["ids"] if i not in chunks]
-            for b in range(0, len(orphans), 5000):
-                col.delete(ids=orphans[b : b + 5000])
+        orphans = [i for i in self.sentences.ids() if i not in chunks]
+        self.sentences.delete(orphans)
         return len(orphans)
 
     @property
@@ -616,24 +777,34 @@ class Store:
                 return None
 
     def add_word_vectors(self, words: list[str], vectors: Any) -> None:
-        """Keep the vectors of ``words`` on the server (replacing any stored)."""
+        """Keep the vectors of ``words`` on the server (replacing any stored). Each is also
+        in its record's metadata, exact (float32, base64): a read of metadata only is about
+        a fifth of the JSON of the same vectors as embeddings."""
         col = self._words(create=True)
+        rows = np.asarray(vectors, dtype="<f4")
         with self._guard():
             step = max(1, min(5000, int(self.client.get_max_batch_size())))
             for b in range(0, len(words), step):
-                col.upsert(ids=words[b : b + step],
-                           embeddings=np.asarray(vectors[b : b + step], dtype=np.float32))
+                part = rows[b : b + step]
+                col.upsert(ids=words[b : b + step], embeddings=part,
+                           metadatas=[{VECTORS_KEY: base64.b64encode(v.tobytes()).decode()}
+                                      for v in part])
 
     def word_vectors(self, words: list[str]) -> dict[str, Any]:
-        """The vectors the server keeps of ``words`` (those it has)."""
+        """The vectors the server keeps of ``words`` (those it has), as float32 arrays."""
         col = self._words(create=False) if words and self.shares_words else None
         if col is None:
             return {}
         found: dict[str, Any] = {}
         with self._guard():
             for b in range(0, len(words), 1000):
-                got = col.get(ids=words[b : b + 1000], include=["embeddings"])
-                found.update(zip(got["ids"], got["embeddings"], strict=True))
+                got = col.get(ids=words[b : b + 1000], include=["metadatas"])
+                for w, meta in zip(got["ids"], got["metadatas"], strict=True):
+                    data = (meta or {}).get(VECTORS_KEY)
+                    try:
+                        found[w] = np.frombuffer(base64.b64decode(data), dtype="<f4")
+                    except (TypeError, ValueError):  # damaged or absent: embedded instead
+                        continue
         return found
 
     @property
@@ -683,11 +854,12 @@ class Store:
         return col
 
     def _wipe(self, problem: str) -> None:
-        """Delete the embedded store's ``chroma``, ``bm25``, ``words`` (and old ``sentences``)
+        """Delete the embedded store's ``chroma``, ``sentences``, ``bm25`` and ``words``
         directories (a store damaged beyond opening: ``problem``), only inside the store."""
         log.warning("the store at %s cannot be used (%s); deleting it and starting afresh",
                     self.settings.store, problem)
         self._forget_client()
+        self._close_sentences()
         for folder in self.layout.wiped_on_damage:
             try:
                 self.layout.remove_inside(folder)
@@ -790,8 +962,10 @@ class Store:
         if col is None and self.refresh():
             return self.chunks  # replaced by a rebuild in another process: follow it
         if col is None or col.id != self._chunks.id:
-            # Dropped or rebuilt by another process: open it again, checking its settings.
+            # Dropped or rebuilt by another process: open it again, checking its settings
+            # (and the sentence vectors, replaced with it).
             self._chunks = None
+            self._close_sentences()
             return self.chunks
         self._chunks = col
         return col
@@ -883,8 +1057,7 @@ class Store:
             where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
             with self._guard():
                 self.chunks.delete(where=where)
-                if (col := self._sentence_collection(create=False)) is not None:
-                    col.delete(where=where)
+            self.sentences.delete_docs(part)
 
     def chunk_ids(self, doc_ids: list[str]) -> list[str]:
         """The ids of every stored chunk of these articles."""
@@ -898,12 +1071,11 @@ class Store:
 
     def delete_chunks(self, ids: list[str]) -> None:
         """Remove chunks by id, then their sentence vectors."""
-        col = self._sentence_collection(create=False) if ids else None
         for b in range(0, len(ids), 5000):
             with self._guard():
                 self.chunks.delete(ids=ids[b : b + 5000])
-                if col is not None:
-                    col.delete(ids=ids[b : b + 5000])
+        if ids:
+            self.sentences.delete(ids)
 
     def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
             documents: list[str] | None = None) -> None:

@@ -112,12 +112,13 @@ def test_an_old_store_without_a_pointer_opens_as_generation_0(tmp_path: Path,
     assert bot.store.name == "assistant-corpus-g1"
     assert pointer(store, bot)["generation"] == 1
     assert bot.ask(QUESTION).short_answer == ANSWER
-    # Generation 0 is gone: its collections (chunks, sentence vectors), BM25 index, words.
+    # Generation 0 is gone: its collection, BM25 index, word and sentence vectors.
     names = {c.name for c in bot.store.client.list_collections()}
-    assert names == {"assistant-corpus-g1", "assistant-corpus-g1-sentences"}
+    assert names == {"assistant-corpus-g1"}
     for sub in ("bm25", "words"):
         assert sorted(p.name for p in (store / sub).iterdir()) == ["assistant-corpus-g1"]
-    assert not (store / "sentences").exists()  # sentence vectors are in Chroma
+    assert sorted(p.name for p in (store / "sentences").iterdir()
+                  if p.suffix == ".sqlite3") == ["assistant-corpus-g1.sqlite3"]
     close(bot)
 
 
@@ -152,13 +153,11 @@ def test_an_interrupted_rebuild_leaves_the_old_generation_answering(
     assert not answer.abstained and answer.short_answer == ANSWER and answer.notice is None
     assert sorted(reader.store.chunks.get()["ids"]) == before
     names = {c.name for c in bot.store.client.list_collections()}
-    assert names == {"assistant-corpus", "assistant-corpus-sentences",  # and the half-built
-                     "assistant-corpus-g1", "assistant-corpus-g1-sentences"}
+    assert names == {"assistant-corpus", "assistant-corpus-g1"}  # the half-built one
 
     report = new_bot(corpus, store, embed_model).ingest()
     assert report.chunks_embedded == 0 and report.unchanged == 13
-    assert {c.name for c in bot.store.client.list_collections()} == {
-        "assistant-corpus", "assistant-corpus-sentences"}
+    assert {c.name for c in bot.store.client.list_collections()} == {"assistant-corpus"}
     assert pointer(store, bot) | {"switched": 0} == {"generation": 0, "building": -1,
                                                       "previous": -1, "switched": 0}
     leftovers = [p for sub in ("bm25", "words", "sentences", "files")
@@ -309,8 +308,7 @@ def test_questions_during_a_rebuild_in_another_process(tmp_path: Path, embed_mod
                in n for n in notices), notices
     bot = new_bot(corpus, store, embed_model)
     assert bot.store.name == "assistant-corpus-g1"
-    assert {c.name for c in bot.store.client.list_collections()} == {
-        "assistant-corpus-g1", "assistant-corpus-g1-sentences"}
+    assert {c.name for c in bot.store.client.list_collections()} == {"assistant-corpus-g1"}
     close(bot)
 
 

@@ -406,7 +406,7 @@ def test_a_store_of_an_earlier_schema_is_refused_until_it_is_rebuilt(
     old = Assistant(corpus=bot.settings.corpus, store=bot.settings.store)
     old._embed = embed_model
     with pytest.raises(AssistantError, match=r"built with schema='3' but this assistant "
-                                             r"uses '4'; run `assistant ingest --rebuild`"):
+                                             r"uses '5'; run `assistant ingest --rebuild`"):
         old.ask("How many homes were evacuated?")
     old.ingest(rebuild=True)
     assert "300" in old.ask("How many homes were evacuated?").text
