@@ -7,7 +7,7 @@ Where the sentence vectors live depends on the mode. On a server they are a
 asking that server finds everything the answer layer needs there. In an embedded store they
 are a SQLite table in the store directory (:class:`SentenceFile`): the same records, in less
 than half the disk, because Chroma indexes every metadata string it stores (1,000 chunks of
-the benchmark: 60 MB of Chroma with the collection against 23 MB + 11 MB with the file).
+the benchmark: 60 MB of Chroma with the collection against 23 MB + 12 MB with the file).
 They are not in the chunk's own metadata because every whole-collection scan (the stored
 articles at each ingest, a lexical index built from a server) reads all of it: on ``chroma
 run`` 20,000 chunks read in 1.5 s without them and 5.0 s with them. They are only ever read
