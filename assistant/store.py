@@ -287,8 +287,9 @@ class SentenceFile:
                                "rebuild them from the corpus") from None
 
     def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
-            embeddings: Any = None) -> None:
-        """Store the chunks' vector strings (replacing any of the same id)."""
+            embeddings: Any) -> None:
+        """Store the chunks' vector strings (replacing any of the same id); the chunks'
+        own vectors, which a Chroma record needs, are not kept here."""
         with self._guard() as con:
             con.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)",
                             zip(ids, doc_ids, vectors, strict=True))
@@ -348,10 +349,10 @@ class ChromaSentences:
         self.store = store
 
     def _col(self, create: bool) -> Any:
-        return self.store._sentence_collection(create)
+        return self.store._side_collection("sentences", create)
 
     def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
-            embeddings: Any = None) -> None:
+            embeddings: Any) -> None:
         """Store the chunks' vector strings (replacing any of the same id)."""
         col = self._col(create=True)
         metadatas: list[dict] = [{"doc_id": d, VECTORS_KEY: v}
@@ -433,7 +434,7 @@ class Store:
             "schema": SCHEMA,
         }
         self._chunks: Any = None
-        self._sentences: tuple[str, Any] | None = None  # (chunk collection id, collection)
+        self._side: dict[str, tuple[str, Any]] = {}  # suffix: (chunk collection id, collection)
         self._sentence_table: SentenceFile | ChromaSentences | None = None
 
     # -- generations ------------------------------------------------------------------------
@@ -510,7 +511,8 @@ class Store:
             return False
         changed = self._generation is not None
         self._generation = current
-        self._chunks = self._sentences = None
+        self._chunks = None
+        self._side = {}
         self._sentence_table = None  # the old file's connection closes when no reader uses it
         return changed
 
@@ -616,7 +618,7 @@ class Store:
         self._generation = target.generation
         self._pinned = False
         self._chunks = target._chunks
-        self._sentences, self._sentence_table = target._sentences, target._sentence_table
+        self._side, self._sentence_table = target._side, target._sentence_table
         try:
             self._drop_generation(old)
             self._remove_orphan_segments()
@@ -702,13 +704,14 @@ class Store:
             self._chunks = self._open(self.name)
         return self._chunks
 
-    def _sentence_collection(self, create: bool) -> Any:
-        """The sentence-vector collection of this generation (None: none yet, and not
-        ``create``); opened again when the chunk collection was."""
+    def _side_collection(self, suffix: str, create: bool) -> Any:
+        """This generation's ``<name>-<suffix>`` collection (None: none yet, and not
+        ``create``), kept while the chunk collection is the same one."""
         chunks_id = str(self.chunks.id)
-        if self._sentences is not None and self._sentences[0] == chunks_id:
-            return self._sentences[1]
-        name = f"{self.name}-sentences"
+        cached = self._side.get(suffix)
+        if cached is not None and cached[0] == chunks_id:
+            return cached[1]
+        name = f"{self.name}-{suffix}"
         with self._guard():
             if create:
                 col = self.client.get_or_create_collection(name, embedding_function=None)
@@ -719,7 +722,7 @@ class Store:
                     if type(exc).__name__ != "NotFoundError":
                         raise
                     return None
-        self._sentences = (chunks_id, col)
+        self._side[suffix] = (chunks_id, col)
         return col
 
     @property
@@ -734,7 +737,7 @@ class Store:
         if self._sentence_table is not None:
             self._sentence_table.close()
         self._sentence_table = None
-        self._sentences = None
+        self._side = {}
 
     def add_sentence_vectors(self, ids: list[str], doc_ids: list[str], vectors: list[str],
                              embeddings: Any) -> None:
@@ -764,23 +767,11 @@ class Store:
         ``<name>-words`` collection), for the machines that did not ingest."""
         return bool(self.settings.chroma_url)
 
-    def _words(self, create: bool) -> Any:
-        name = f"{self.name}-words"
-        with self._guard():
-            if create:
-                return self.client.get_or_create_collection(name, embedding_function=None)
-            try:
-                return self.client.get_collection(name, embedding_function=None)
-            except Exception as exc:
-                if type(exc).__name__ != "NotFoundError":
-                    raise
-                return None
-
     def add_word_vectors(self, words: list[str], vectors: Any) -> None:
         """Keep the vectors of ``words`` on the server (replacing any stored). Each is also
         in its record's metadata, exact (float32, base64): a read of metadata only is about
         a fifth of the JSON of the same vectors as embeddings."""
-        col = self._words(create=True)
+        col = self._side_collection("words", create=True)
         rows = np.asarray(vectors, dtype="<f4")
         with self._guard():
             step = max(1, min(5000, int(self.client.get_max_batch_size())))
@@ -792,7 +783,8 @@ class Store:
 
     def word_vectors(self, words: list[str]) -> dict[str, Any]:
         """The vectors the server keeps of ``words`` (those it has), as float32 arrays."""
-        col = self._words(create=False) if words and self.shares_words else None
+        col = self._side_collection("words", create=False) if words and self.shares_words \
+            else None
         if col is None:
             return {}
         found: dict[str, Any] = {}
