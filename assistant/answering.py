@@ -45,7 +45,7 @@ from assistant.features import (
 )
 from assistant.question import TYPE_LABELS, Question, repair_typos
 from assistant.retrieval import Hit
-from assistant.text import STOPWORDS, stem, words
+from assistant.text import STOPWORDS, stem, stems_of, words
 from assistant.types import MAX_ANSWER_WORDS, Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The articles in the corpus do not answer this question."
@@ -261,25 +261,20 @@ class ExtractiveAnswerer:
                 or set(rules).intersection(analysis.ruled_out)):
             return _abstain(question, passages, retrieved)
         score = round(analysis.answer_prob, 4)
-        citations = [
-            Citation(n=i + 1, doc_id=c.doc_id, title=c.title, path=c.path, start=c.start,
-                     end=c.end, quote=c.text, score=score, published=c.published,
-                     source=_source(c.hit))
-            for i, c in enumerate(choice.sentences)
-        ]
-        text = " ".join(f"{c.text} [{i + 1}]" for i, c in enumerate(choice.sentences))
-        short = choice.span.text if choice.span is not None else None
         found = find_agreement(analysis.shortlist, choice, question)
         newer = newer_value(found, choice) if self.prefer_newest else None
         if newer is not None:  # the story moved on: answer with the newest article's value
             choice = _choice_of(newer, choice)
             found = find_agreement(analysis.shortlist, choice, question)
-            citations = [Citation(n=1, doc_id=newer.doc_id, title=newer.title,
-                                  path=newer.path, start=newer.start, end=newer.end,
-                                  quote=newer.text, score=score, published=newer.published,
-                                  source=_source(newer.hit))]
-            text = f"{newer.text} [1]"
-            short = choice.span.text if choice.span is not None else None
+        parts = quotes(choice, question)
+        citations = [
+            Citation(n=i + 1, doc_id=q.sentence.doc_id, title=q.sentence.title,
+                     path=q.sentence.path, start=q.start, end=q.end, quote=q.text,
+                     score=score, published=q.sentence.published, source=_source(q.sentence.hit))
+            for i, q in enumerate(parts)
+        ]
+        text = " ".join(f"{q.shown} [{i + 1}]" for i, q in enumerate(parts))
+        short = choice.span.text if choice.span is not None else None
         for role, sentences in (("agrees", found.agree), ("differs", found.differ)):
             for c in sentences:
                 citations.append(Citation(
@@ -302,6 +297,69 @@ class ExtractiveAnswerer:
                 found = [(s, e) for w, s, e in words(text) if w.lower() in near]
         return [ent for ent in entities if ent.label == "PERSON" and any(
             -40 <= ent.start - e <= 40 or -40 <= s - ent.end <= 40 for s, e in found)]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What an answer quotes of one of its sentences: the whole sentence, or the words
+    around the short answer when the sentence is longer than an answer may be (scraped
+    pages run lists and captions together). ``text`` is exactly the article's
+    ``[start, end)``."""
+
+    sentence: Sentence
+    start: int
+    end: int
+    text: str
+    cut_before: bool = False
+    cut_after: bool = False
+
+    @property
+    def shown(self) -> str:
+        """The quote as the answer shows it, with "…" where the sentence was cut."""
+        return f"{'…' if self.cut_before else ''}{self.text}{'…' if self.cut_after else ''}"
+
+
+QUOTE_WORDS = MAX_ANSWER_WORDS
+"""At most this many words (runs of non-space characters) of one answer are quoted: an
+answer's limit; its "[n]" markers and "…" add none."""
+
+
+def quotes(choice: Choice, question: Question, budget: int = QUOTE_WORDS) -> list[Quote]:
+    """The quotes of ``choice``'s sentences: whole when they fit in ``budget`` words
+    together, else the best sentence cut to the words around its short answer (or, with
+    none, around the question's words)."""
+    sizes = [len(s.text.split()) for s in choice.sentences]
+    if sum(sizes) <= budget:
+        return [Quote(s, s.start, s.end, s.text) for s in choice.sentences]
+    out = []
+    for s, n in zip(choice.sentences, sizes, strict=True):
+        if s is not choice.best:
+            out.append(Quote(s, s.start, s.end, s.text))
+            continue
+        room = max(1, budget - (sum(sizes) - n))
+        anchor = choice.span.entity if choice.span is not None and \
+            choice.span.sentence is s else None
+        out.append(_cut(s, question, anchor, room))
+    return out
+
+
+def _cut(s: Sentence, question: Question, anchor: Entity | None, room: int) -> Quote:
+    """The window of ``room`` words of ``s`` that holds ``anchor`` and most of the
+    question's words (the earliest of equals)."""
+    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", s.text)]
+    if len(tokens) <= room:
+        return Quote(s, s.start, s.end, s.text)
+    hits = [1 if stems_of(s.text[a:b]) & question.stems else 0 for a, b in tokens]
+
+    def fitness(i: int) -> tuple[bool, int]:
+        a, b = tokens[i][0], tokens[i + room - 1][1]
+        holds = anchor is None or (a <= anchor.start and anchor.end <= b)
+        return holds, sum(hits[i : i + room])
+
+    i = max(range(len(tokens) - room + 1), key=fitness)  # the first of equals
+    a, b = tokens[i][0], tokens[i + room - 1][1]
+    return Quote(s, s.start + a, s.start + b, s.text[a:b], cut_before=i > 0,
+                 cut_after=i + room < len(tokens))
 
 
 def expected_entities(entities: list[Entity], labels: tuple[str, ...], question: Question

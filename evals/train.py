@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assistant.answer_model import MODEL_FILE, AnswerModel, Logistic, Policy
-from assistant.answering import Analysis, ExtractiveAnswerer
+from assistant.answering import Analysis, ExtractiveAnswerer, quotes
 from assistant.evals import normalize_answer, text_contains
 from assistant.features import (
     ANSWER_FEATURES,
@@ -377,7 +377,10 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
 
 
 def _text(an: Analysis) -> str:
-    return " ".join(s.text for s in an.choice.sentences) if an.choice else ""
+    """The text the answer quotes (a long sentence cut as the answer cuts it)."""
+    if an.choice is None:
+        return ""
+    return " ".join(q.shown for q in quotes(an.choice, an.evidence.question))
 
 
 # ---------------------------------------------------------------------------------------

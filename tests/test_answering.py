@@ -152,3 +152,50 @@ def test_a_source_line_is_never_joined_to_an_answer(article_bot) -> None:
     answer = article_bot.ask("Which court issued arrest warrants for Putin?")
     assert "International Criminal Court" in answer.citations[0].quote
     assert not any(c.quote.startswith("Source:") for c in answer.citations)
+
+
+def test_a_sentence_longer_than_an_answer_is_quoted_around_its_short_answer() -> None:
+    from assistant.answering import QUOTE_WORDS, ExtractiveAnswerer, quotes
+    from assistant.entities import Entity
+    from assistant.features import Choice, Span
+    from tests.test_features import make_hit
+
+    filler = " ".join(f"item{i}" for i in range(70))
+    text = (f"The board met in the old hall and {filler} then elected Maria Kovacs as its "
+            f"new chair, {filler}")
+    s = ExtractiveAnswerer.candidates([make_hit("long.txt", text)])[0]
+    a = s.text.index("Maria Kovacs")
+    span = Span(Entity("Maria Kovacs", "PERSON", a, a + 12), s, 0, "Maria Kovacs")
+    question = analyze("Who did the board elect as its chair?")
+    [quote] = quotes(Choice([s], s, None, span, 0.9), question)
+    assert "Maria Kovacs" in quote.text
+    assert quote.text == text[quote.start : quote.end]  # still a span of the article
+    assert len(quote.text.split()) <= QUOTE_WORDS
+    assert quote.shown == f"…{quote.text}…"
+    short = ExtractiveAnswerer.candidates([make_hit("short.txt", "The board elected Ann Lee")])[0]
+    [whole] = quotes(Choice([short], short, None, None, 0.0), question)
+    assert (whole.text, whole.shown) == (short.text, short.text)
+
+
+LONG_ARTICLE = (
+    "Council elects a chair\n\nThe regional council met on Thursday evening in the old town "
+    "hall with residents from the valley and the coast and the members heard reports on roads "
+    "and bridges and schools and parks and the long list of repairs and the budget for the "
+    "coming year and after a long debate about the harbour and the ferry and the market the "
+    "council elected Petra Novak as its new chair with nine votes and thanked the outgoing "
+    "chair for six years of service to the towns and villages of the region and the many "
+    "volunteers who helped with the flood relief last spring and the summer fairs\n")
+
+
+def test_an_answer_from_a_run_on_sentence_quotes_a_checkable_part_of_it(tmp_path,
+                                                                         embed_model) -> None:
+    from tests.conftest import corpus_bot
+
+    bot = corpus_bot(tmp_path, {"council.txt": LONG_ARTICLE}, embed_model)
+    answer = bot.ask("Who did the regional council elect as its new chair?")
+    assert not answer.abstained
+    assert "Petra Novak" in answer.text
+    assert len(answer.text.replace("[1]", "").split()) <= 60
+    [c] = answer.citations
+    assert c.quote == LONG_ARTICLE[c.start : c.end] and c.quote in answer.text
+    assert answer.text.startswith("…")  # the sentence was cut before its quoted part
