@@ -20,6 +20,7 @@ from assistant.answering import ABSTAIN_TEXT, ExtractiveAnswerer
 from assistant.entities import EntityTagger
 from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge_notices
 from assistant.question import Question, analyze
+from assistant.retrieval import Hit
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
 from assistant.timeframe import DayRange, parse_day, scope_for
@@ -298,7 +299,9 @@ class Assistant:
             newest = None
         since, until, as_of = limits
         scope = scope_for(text, since, until, as_of, newest)
-        answer = self._answer_in(q, query, vectors[-1], qvec, scope.window, avoid, changes)
+        stated = scope.words.stated if scope.words else None
+        answer = self._answer_in(q, query, vectors[-1], qvec, scope.window, avoid, changes,
+                                 (stated, scope.fallback) if stated else None)
         if answer.abstained and scope.widens:
             wider = self._answer_in(q, query, vectors[-1], qvec, scope.fallback, avoid,
                                     changes)
@@ -310,14 +313,21 @@ class Assistant:
 
     def _answer_in(self, q: Question, query: str, query_vector: np.ndarray, qvec: np.ndarray,
                    window: DayRange | None, avoid: set[tuple[str, int, int]],
-                   changes: Changes | None) -> Answer:
-        """The answer from the chunks of articles published in ``window`` (None: all)."""
+                   changes: Changes | None,
+                   stating: tuple[str, DayRange | None] | None = None) -> Answer:
+        """The answer from the chunks of articles published in ``window`` (None: all).
+        ``stating`` = (a month such as "September 2020", a wider range): chunks of that
+        range that name the month count as inside the window too — a month the question
+        names may be reported on later ("in September 2020" in an article of 2021)."""
         for attempt in range(3):
             used = ""
             try:
                 retriever = self._retriever_for_query()
                 used = retriever.store.name
                 hits = retriever.retrieve(query, query_vector, window)
+                if stating is not None:
+                    hits = _with_stated(hits, retriever.retrieve(query, query_vector,
+                                                                 stating[1]), stating[0])
                 if self.check_files:  # answer only from text that still stands in the files
                     hits = check_hits(hits, self._files, Changes(self.settings.corpus)
                                       if changes is None else changes)
@@ -403,3 +413,15 @@ class Assistant:
         from assistant.chat import ChatSession
 
         return ChatSession(self)
+
+
+def _with_stated(hits: list[Hit], wider: list[Hit], month: str) -> list[Hit]:
+    """``hits`` joined by the ``wider`` hits whose text names ``month``, best first, as
+    many as ``hits`` had (or ``wider``, when the window held none)."""
+    needle = month.lower()
+    seen = {h.id for h in hits}
+    extra = [h for h in wider if h.id not in seen and needle in h.text.lower()]
+    if not extra:
+        return hits
+    size = len(hits) or len(wider)
+    return sorted([*hits, *extra], key=lambda h: -h.score)[:size]

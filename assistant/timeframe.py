@@ -61,6 +61,7 @@ class TimeWords:
     start: int  # where they are in the question
     end: int
     recency: bool = False  # "latest", "most recent": the newest articles, not a period
+    stated: str | None = None  # "September 2020": a month an article may name in its text
 
 
 RECENT_DAYS = 30
@@ -105,7 +106,10 @@ def time_words(question: str, as_of: dt.date) -> TimeWords | None:
     for start, _, name, m in sorted(found, key=lambda f: (f[0], f[1])):
         window = _resolve(name, m, as_of)
         if window is not None:
-            return TimeWords(window, m.group(0), start, m.end(), recency=name == "recent")
+            stated = (f"{_MONTH_NAMES[_month_number(m.group('month')) - 1]} {m.group('year')}"
+                      if name == "month_year" else None)
+            return TimeWords(window, m.group(0), start, m.end(), recency=name == "recent",
+                             stated=stated)
     return None
 
 
@@ -228,7 +232,9 @@ class Scope:
             return f"Articles from {self.window}" if self.window.start else (
                 f"Articles published {self.window}")
         kind = "the newest articles" if self.words.recency else "articles"
-        return f"In {kind} from {self.window} (“{self.words.phrase}”, {self._as_of()})"
+        naming = f" or naming {self.words.stated}" if self.words.stated else ""
+        return (f"In {kind} from {self.window}{naming} (“{self.words.phrase}”, "
+                f"{self._as_of()})")
 
     def widened_label(self) -> str:
         """The line said when no article of ``window`` answered and ``fallback`` did."""

@@ -140,3 +140,28 @@ def test_cli_date_flags(dated: Assistant) -> None:
         "assistant: error: --until 'March 5' is not a date: write it as YYYY-MM-DD"]
     backwards = run("--since", "2024-03-08", "--until", "2024-03-01", QUESTION)
     assert backwards.returncode == 2 and "is after" in backwards.stderr
+
+
+FERRY = {
+    "ferry-inquiry.txt": "Ferry inquiry reports\nPublished: 2024-06-20\n\n"
+    "The inquiry found that the harbour ferry carried 412 passengers when it ran aground in "
+    "February 2024, twice its licensed load. The operator has since sold the vessel.\n",
+    "ferry-service.txt": "Ferry service resumes\nPublished: 2024-02-14\n\n"
+    "Early reports said the harbour ferry carried 230 passengers when it ran aground on "
+    "Monday.\n",
+    "lanterns.txt": "Lantern festival\nPublished: 2024-02-10\n\n"
+    "The lantern festival drew 9,000 visitors to the old port, organisers said.\n",
+}
+
+
+def test_a_month_the_question_names_admits_later_articles_that_name_it(
+        tmp_path, embed_model) -> None:
+    bot = corpus_bot(tmp_path, FERRY, embed_model)
+    answer = bot.ask("How many passengers did the harbour ferry carry when it ran aground "
+                     "in February 2024?", as_of="2024-06-30")
+    assert not answer.abstained
+    assert answer.short_answer == "412"
+    assert {c.path for c in answer.citations if c.role == "answer"} == {"ferry-inquiry.txt"}
+    assert (answer.scope or "").startswith(
+        "In articles from 1–29 February 2024 or naming February 2024")
+    _check_quotes(bot, answer)

@@ -58,6 +58,18 @@ def test_a_question_without_time_words_is_not_filtered(question: str) -> None:
     assert scope_for(question, newest=AS_OF).label() is None
 
 
+def test_a_month_and_year_may_be_named_by_later_articles() -> None:
+    words = time_words("How many ships sank in september 2020?", AS_OF)
+    assert words is not None and words.stated == "September 2020"
+    assert words.window == DayRange(D(2020, 9, 1), D(2020, 9, 30))
+    label = scope_for("How many ships sank in September 2020?", newest=AS_OF).label()
+    assert label is not None and label.startswith(
+        "In articles from 1–30 September 2020 or naming September 2020 (")
+    for plain in ("Who won the vote in November?", "What happened last week?"):
+        found = time_words(plain, AS_OF)
+        assert found is not None and found.stated is None
+
+
 def test_time_words_count_from_as_of_else_from_the_newest_article() -> None:
     given = scope_for("What happened yesterday?", as_of=D(2024, 1, 5), newest=AS_OF)
     assert given.window == DayRange(D(2024, 1, 4), D(2024, 1, 4))
