@@ -329,17 +329,15 @@ def quotes(choice: Choice, question: Question, budget: int = QUOTE_WORDS) -> lis
     together, else the best sentence cut to the words around its short answer (or, with
     none, around the question's words)."""
     sizes = [len(s.text.split()) for s in choice.sentences]
-    if sum(sizes) <= budget:
-        return [Quote(s, s.start, s.end, s.text) for s in choice.sentences]
+    total = sum(sizes)
+    span = choice.span
     out = []
     for s, n in zip(choice.sentences, sizes, strict=True):
-        if s is not choice.best:
+        if total <= budget or s is not choice.best:
             out.append(Quote(s, s.start, s.end, s.text))
             continue
-        room = max(1, budget - (sum(sizes) - n))
-        anchor = choice.span.entity if choice.span is not None and \
-            choice.span.sentence is s else None
-        out.append(_cut(s, question, anchor, room))
+        anchor = span.entity if span is not None and span.sentence is s else None
+        out.append(_cut(s, question, anchor, max(1, budget - (total - n))))
     return out
 
 
