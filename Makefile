@@ -69,9 +69,11 @@ $(BIN)/.dev-installed: pyproject.toml
 
 # The performance benchmark (hours at 100k chunks on 2 cores): make bench BENCH_SIZES=real,1k
 # BENCH_MODES: pooled ingests the same corpus with chunk vectors pooled from the sentence
-# vectors (ASSISTANT_CHUNK_VECTORS=pooled), so that the two ways compare in one run.
+# vectors (ASSISTANT_CHUNK_VECTORS=pooled), q8 with the minilm-q8 model
+# (ASSISTANT_EMBEDDING=minilm-q8), fast with both, so that each compares with the default
+# in one run.
 BENCH_SIZES ?= real,1k,10k,100k
-BENCH_MODES ?= embedded,pooled,server
+BENCH_MODES ?= embedded,pooled,q8,server
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m evals.bench --sizes $(BENCH_SIZES) --modes $(BENCH_MODES) --out bench-results/
 

@@ -80,23 +80,30 @@ class Assistant:
 
     @property
     def embed_model(self) -> Any:
-        """The bundled MiniLM embedding model (``.embed(texts)``; no llama-index import:
-        ``assistant.embedding.MiniLMEmbedding`` is the same model as a llama-index
-        BaseEmbedding)."""
-        if self._embed is None:
+        """The bundled MiniLM in the variant that made the store's vectors
+        (``.embed(texts)``; a store keeps the one it was built with, a new store gets
+        ``Settings.embedding``)."""
+        return self.encoder(self.store.embedding)
+
+    def encoder(self, variant: str) -> Any:
+        """The bundled MiniLM as ``variant`` (``Settings.embedding``), loaded once; no
+        llama-index import (``assistant.embedding.MiniLMEmbedding`` is the same model as
+        a llama-index BaseEmbedding)."""
+        if self._embed is None or getattr(self._embed, "variant", "minilm") != variant:
             from assistant.embedding import MiniLMEncoder
 
-            self._embed = MiniLMEncoder(embed_batch_size=self.settings.embed_batch_size)
+            self._embed = MiniLMEncoder(embed_batch_size=self.settings.embed_batch_size,
+                                        variant=variant)
         return self._embed
 
     @property
     def store(self) -> Any:
         """The Chroma store of this corpus."""
         if self._store is None:
-            from assistant.embedding import MODEL_NAME
+            from assistant.embedding import MODEL_NAMES
             from assistant.store import Store
 
-            self._store = Store(self.settings, MODEL_NAME)
+            self._store = Store(self.settings, MODEL_NAMES[self.settings.embedding])
         return self._store
 
     def _retriever_for_query(self) -> Any:
@@ -143,7 +150,9 @@ class Assistant:
         with self._ingesting:
             writer = self.store.writer()
             try:
-                return ingest(self.settings, writer, self.embed_model, rebuild=rebuild,
+                # A rebuild makes a generation with the settings' model.
+                model = self.encoder(self.settings.embedding if rebuild else writer.embedding)
+                return ingest(self.settings, writer, model, rebuild=rebuild,
                               progress=progress, on_complete=self._update_word_vectors)
             finally:
                 with self._lock:
@@ -184,7 +193,7 @@ class Assistant:
         fresh = sorted(w for w in vocab if words_file.get(w) is None) if store.shares_words \
             else []
         try:
-            words_file.update(vocab, self.embed_model, fingerprint)
+            words_file.update(vocab, self.encoder(store.embedding), fingerprint)
         except OSError as exc:  # a read-only store still answers, embedding words per query
             logging.getLogger(__name__).warning("could not save word vectors: %s", exc)
             return

@@ -15,6 +15,7 @@ class AssistantError(Exception):
 
 ENV_PREFIX = "ASSISTANT_"
 CHUNK_VECTORS = ("pooled", "embedded")  # see Settings.chunk_vectors
+EMBEDDINGS = ("minilm", "minilm-q8")  # see Settings.embedding
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -55,6 +56,11 @@ class Settings:
     # at a small cost in quality on real news (README, "Ingest: pooled chunk vectors").
     # A store keeps the way it was built with until it is rebuilt.
     chunk_vectors: str = "embedded"
+    # The embedding model of a new or rebuilt store: "minilm" (the bundled int8 weights,
+    # computed in float32) or "minilm-q8" (the same weights with int8 matrix products:
+    # faster, vectors within about 0.99 cosine; see assistant.embedding). A store keeps
+    # the model it was built with until it is rebuilt.
+    embedding: str = "minilm"
     llm_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
@@ -96,6 +102,9 @@ class Settings:
             raise AssistantError(
                 f"chunk_vectors must be one of {', '.join(CHUNK_VECTORS)}, "
                 f"not {s.chunk_vectors!r}")
+        if s.embedding not in EMBEDDINGS:
+            raise AssistantError(
+                f"embedding must be one of {', '.join(EMBEDDINGS)}, not {s.embedding!r}")
         if not 0 < s.max_file_mb <= 1_000_000:
             raise AssistantError("max_file_mb must be a positive number of megabytes")
         return s

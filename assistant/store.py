@@ -416,6 +416,13 @@ class ChromaSentences:
         """Nothing to close (the client is the store's)."""
 
 
+def _variant_of(model_name: object) -> str | None:
+    """The ``Settings.embedding`` value whose model is ``model_name`` (None: no such one)."""
+    from assistant.embedding import MODEL_NAMES
+
+    return next((v for v, name in MODEL_NAMES.items() if name == model_name), None)
+
+
 class Store:
     """The chunk collection of a corpus, and the bookkeeping on it."""
 
@@ -423,7 +430,8 @@ class Store:
                  generation: int | None = None) -> None:
         self.settings = settings
         self.layout = StoreLayout(settings.store)
-        self.model_name = model_name
+        self.requested_model = model_name  # what a new or rebuilt generation is built with
+        self.model_name = model_name  # this generation's: the recorded one once opened
         self._client = client
         self.base = settings.collection_name
         self._generation = generation  # None: the pointer's, read on first use
@@ -520,7 +528,7 @@ class Store:
         """A Store of its own on the same client, for an ingest (which reads the pointer
         under the store's lock): readers of this one go on meanwhile, with their own
         connections."""
-        return Store(self.settings, self.model_name, client=self._client)
+        return Store(self.settings, self.requested_model, client=self._client)
 
     def ingest_progress(self) -> dict[str, Any] | None:
         """The progress of an ingest running on this collection (None when none runs)."""
@@ -596,7 +604,8 @@ class Store:
         # Recorded before anything is written: a run killed from here on leaves a
         # generation that the next ingest knows to delete.
         self._write_pointer(current, building=new)
-        target = Store(self.settings, self.model_name, client=self._client, generation=new)
+        target = Store(self.settings, self.requested_model, client=self._client,
+                       generation=new)
         try:
             target._drop_generation(new)  # nothing of that name may be left, recorded or not
             target.count()
@@ -604,7 +613,7 @@ class Store:
             if self.settings.chroma_url or problem is not None:
                 raise
             self._wipe(str(exc))  # cannot create a collection: damaged after all
-            target = Store(self.settings, self.model_name, generation=new)
+            target = Store(self.settings, self.requested_model, generation=new)
             target.count()
         return target
 
@@ -800,6 +809,13 @@ class Store:
         return found
 
     @property
+    def embedding(self) -> str:
+        """The ``Settings.embedding`` whose model made this store's vectors: the one it was
+        built with (a new store is built with the settings')."""
+        _ = self.chunks  # opening the collection adopts its recorded model
+        return _variant_of(self.model_name) or self.settings.embedding
+
+    @property
     def chunk_vectors(self) -> str:
         """How this store's chunk vectors are made (``Settings.chunk_vectors``): set when
         the collection is created; a store from before the setting existed is "embedded"."""
@@ -838,7 +854,12 @@ class Store:
         meta = col.metadata or {}
         for key, want in self.expected.items():
             have = meta.get(key)
-            if have != want:
+            if have != want and key == "embed_model" and _variant_of(have):
+                # A store keeps the bundled model it was built with (Settings.embedding
+                # applies to new and rebuilt stores): questions are embedded with it.
+                self.model_name = str(have)
+                self.expected = {**self.expected, key: have}
+            elif have != want:
                 raise AssistantError(
                     f"the store was built with {key}={have!r} but this assistant uses "
                     f"{want!r}; run `assistant ingest --rebuild` to rebuild it"

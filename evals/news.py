@@ -26,8 +26,18 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 NEWS_DIR = Path(os.environ.get("ASSISTANT_NEWS_QA", ROOT.parent / "shared" / "news-qa"))
 SETS = ("train-2022", "train-2023", "dev-2024")
-# The modules whose code decides what an ingested store holds.
-_STORE_INPUTS = ("chunking.py", "corpus.py", "embedding.py")
+# The modules whose code decides what an ingested store holds (with the embedding model:
+# see model_key).
+_STORE_INPUTS = ("chunking.py", "corpus.py")
+
+
+def model_key(embedding: str) -> str:
+    """What decides a store's vectors: the model's name, its tokenizer, the window it
+    reads and the weight a pooled chunk vector gives the headline."""
+    from assistant import embedding as e
+
+    return (f"model={e.MODEL_NAMES[embedding]};tokenizer={e.TOKENIZER_SHA256};"
+            f"window={e.MAX_TOKENS};headline={e.HEADLINE_WEIGHT}")
 
 
 def cache_root() -> Path:
@@ -44,6 +54,7 @@ def store_key() -> str:
     s = Settings.from_env()
     h = hashlib.sha256(f"schema={SCHEMA};chunk={s.chunk_tokens}/{s.chunk_overlap_tokens};"
                        f"vectors={s.chunk_vectors}".encode())
+    h.update(model_key(s.embedding).encode())
     for name in _STORE_INPUTS:
         h.update((ROOT / "assistant" / name).read_bytes())
     return h.hexdigest()[:12]

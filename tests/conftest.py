@@ -32,6 +32,19 @@ def embed_model():
     return MiniLMEmbedding()
 
 
+@pytest.fixture(scope="session")
+def q8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache folder of this test run, where the minilm-q8 model is derived once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def q8_env(monkeypatch: pytest.MonkeyPatch, q8_cache: Path) -> Path:
+    """ASSISTANT_MODEL_CACHE pointed at the run's model cache."""
+    monkeypatch.setenv("ASSISTANT_MODEL_CACHE", str(q8_cache))
+    return q8_cache
+
+
 @pytest.fixture
 def corpus_dir(tmp_path: Path) -> Path:
     """A corpus holding the real article."""

@@ -13,7 +13,7 @@ from evals import bench, synth
 
 def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    code = bench.main(["--sizes", "real", "--modes", "embedded,pooled,server",
+    code = bench.main(["--sizes", "real", "--modes", "embedded,pooled,q8,server",
                        "--questions", "12",
                        "--cold-runs", "1", "--inline", "--out", str(out)])
     assert code == 0
@@ -34,7 +34,12 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     pooled = row["pooled"]
     assert pooled["chunks"] == m["chunks"] and pooled["texts_embedded"] < m["texts_embedded"]
     assert "| real | embedded, pooled chunk vectors |" in table
-    assert "- real: ingest " in table and "with a chunk pass" in table
+    assert "- real: ingest " in table and "pooled chunk vectors, " in table
+    # The same ingest with the minilm-q8 model: as many texts, its own quality figures.
+    q8 = row["q8"]
+    assert q8["chunks"] == m["chunks"] and q8["texts_embedded"] == m["texts_embedded"]
+    assert q8["hit5"] >= 0.9 and q8["answer_acc"] >= 0.5
+    assert "| real | embedded, minilm-q8 |" in table and "s minilm-q8, " in table
     # A second machine on the same Chroma server answers as the first without embedding
     # anything but its questions (and question words the corpus lacks): the sentence and
     # word vectors come from the server.

@@ -129,8 +129,37 @@ def test_store_built_with_other_settings_is_refused(bot: Assistant) -> None:
     other = Settings(corpus=bot.settings.corpus, store=bot.settings.store, chunk_tokens=100)
     with pytest.raises(AssistantError, match="--rebuild"):
         _ = Store(other, "all-MiniLM-L6-v2-onnx-int8").chunks
-    with pytest.raises(AssistantError, match="embed_model"):
-        _ = Store(bot.settings, "another-model").chunks
+    # A store built with a model this assistant does not have is refused too.
+    odd = Settings(corpus=bot.settings.corpus, store=bot.settings.store.parent / "odd")
+    _ = Store(odd, "another-model").chunks
+    with pytest.raises(AssistantError, match="embed_model='another-model'"):
+        _ = Store(odd, "all-MiniLM-L6-v2-onnx-int8").chunks
+
+
+@pytest.mark.e2e
+def test_a_store_keeps_the_model_it_was_built_with_until_rebuilt(
+        corpus_dir: Path, tmp_path: Path, q8_env: Path) -> None:
+    from assistant.embedding import MODEL_NAMES
+
+    text = (corpus_dir / "melania-trump-putin-letter-children.txt").read_text()
+    question = "How many children were reunited in 24 hours?"
+    bot = Assistant(corpus=corpus_dir, store=tmp_path / "store", embedding="minilm-q8")
+    bot.ingest()
+    assert bot.store.chunks.metadata["embed_model"] == MODEL_NAMES["minilm-q8"]
+    answer = bot.ask(question)
+    assert answer.short_answer.lower() == "eight"
+    c = answer.citations[0]
+    assert text[c.start:c.end] == c.quote
+    # Opened with the default setting, the store is read with the model that made it.
+    plain = Assistant(corpus=corpus_dir, store=tmp_path / "store")
+    again = plain.ask(question)
+    assert plain.embed_model.variant == "minilm-q8"
+    assert again.short_answer == answer.short_answer and again.citations == answer.citations
+    # A rebuild builds it with the setting's model.
+    plain.ingest(rebuild=True)
+    assert plain.store.chunks.metadata["embed_model"] == MODEL_NAMES["minilm"]
+    assert plain.embed_model.variant == "minilm"
+    assert plain.ask(question).short_answer.lower() == "eight"
 
 
 @pytest.fixture
