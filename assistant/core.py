@@ -23,7 +23,7 @@ from assistant.question import Question, analyze
 from assistant.retrieval import Hit
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
-from assistant.timeframe import DayRange, parse_day, scope_for
+from assistant.timeframe import DayRange, names_month, parse_day, scope_for
 from assistant.types import Answer, IngestReport
 
 INHERITED_WEIGHT = 0.4
@@ -425,11 +425,11 @@ class Assistant:
 
 
 def _with_stated(hits: list[Hit], wider: list[Hit], month: str) -> list[Hit]:
-    """``hits`` joined by the ``wider`` hits whose text names ``month``, best first, as
-    many as ``hits`` had (or ``wider``, when the window held none)."""
-    needle = month.lower()
+    """``hits`` joined by the ``wider`` hits whose text names ``month`` (with or without a
+    day: :func:`names_month`), best first, as many as ``hits`` had (or ``wider``, when the
+    window held none)."""
     seen = {h.id for h in hits}
-    extra = [h for h in wider if h.id not in seen and needle in h.text.lower()]
+    extra = [h for h in wider if h.id not in seen and names_month(h.text, month)]
     if not extra:
         return hits
     size = len(hits) or len(wider)

@@ -96,6 +96,15 @@ _SMALL = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten
           "fourteen": 14, "thirty": 30}
 
 
+def names_month(text: str, month: str) -> bool:
+    """True when ``text`` names ``month`` ("September 2020", as ``TimeWords.stated``):
+    "September 2020", "September 5, 2020", "5 September 2020", "Sept. 5, 2020"."""
+    name, year = month.rsplit(" ", 1)
+    pattern = (rf"\b(?:{name}|{name[:3]}t?\.?)(?:\s+\d{{1,2}}(?:st|nd|rd|th)?)?,?\s+"
+               rf"{year}\b")
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
 def time_words(question: str, as_of: dt.date) -> TimeWords | None:
     """The first time expression of ``question``, resolved against ``as_of`` (None when
     it has none, so that an ordinary question is never filtered)."""

@@ -154,9 +154,13 @@ FERRY = {
 }
 
 
+@pytest.mark.parametrize("named", ["in February 2024", "on February 3, 2024"])
 def test_a_month_the_question_names_admits_later_articles_that_name_it(
-        tmp_path, embed_model) -> None:
-    bot = corpus_bot(tmp_path, FERRY, embed_model)
+        tmp_path, embed_model, named: str) -> None:
+    articles = dict(FERRY)
+    articles["ferry-inquiry.txt"] = articles["ferry-inquiry.txt"].replace(
+        "in February 2024", named)
+    bot = corpus_bot(tmp_path, articles, embed_model)
     answer = bot.ask("How many passengers did the harbour ferry carry when it ran aground "
                      "in February 2024?", as_of="2024-06-30")
     assert not answer.abstained

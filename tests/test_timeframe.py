@@ -8,7 +8,14 @@ import pytest
 
 from assistant.corpus import parse_date
 from assistant.settings import AssistantError
-from assistant.timeframe import DayRange, parse_day, scope_for, span_text, time_words
+from assistant.timeframe import (
+    DayRange,
+    names_month,
+    parse_day,
+    scope_for,
+    span_text,
+    time_words,
+)
 
 AS_OF = dt.date(2024, 3, 13)  # a Wednesday
 D = dt.date
@@ -68,6 +75,21 @@ def test_a_month_and_year_may_be_named_by_later_articles() -> None:
     for plain in ("Who won the vote in November?", "What happened last week?"):
         found = time_words(plain, AS_OF)
         assert found is not None and found.stated is None
+
+
+@pytest.mark.parametrize("text", [
+    "The ship sank in September 2020.", "It sank on September 5, 2020, off the coast.",
+    "It sank on 5 September 2020.", "It sank on Sept. 5, 2020.", "on sep 30th 2020",
+    "It sank in SEPTEMBER 2020."])
+def test_a_month_is_named_with_or_without_its_day(text: str) -> None:
+    assert names_month(text, "September 2020")
+
+
+@pytest.mark.parametrize("text", [
+    "It sank in September 2021.", "It sank in October 2020.", "September 12020",
+    "It sank on September 5 and was raised in 2020.", "In September, 2,020 people left."])
+def test_another_month_or_a_stray_year_is_not_the_month(text: str) -> None:
+    assert not names_month(text, "September 2020")
 
 
 def test_time_words_count_from_as_of_else_from_the_newest_article() -> None:
