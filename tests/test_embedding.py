@@ -10,7 +10,7 @@ from assistant.embedding import (
     q8_model_path,
     tokenizer_is_intact,
 )
-from assistant.settings import AssistantError, Settings
+from assistant.settings import EMBEDDINGS, AssistantError, Settings
 
 
 def test_tokenizer_file_is_the_published_one() -> None:
@@ -106,6 +106,11 @@ def test_an_unwritable_model_cache_is_a_clear_error(tmp_path: Path,
     monkeypatch.setenv("ASSISTANT_MODEL_CACHE", str(blocker / "models"))
     with pytest.raises(AssistantError, match="ASSISTANT_MODEL_CACHE"):
         q8_model_path()
+
+
+def test_every_embedding_setting_names_a_model() -> None:
+    assert tuple(MODEL_NAMES) == EMBEDDINGS
+    assert len(set(MODEL_NAMES.values())) == len(MODEL_NAMES)  # a store tells them apart
 
 
 def test_an_unknown_embedding_is_refused() -> None:
