@@ -446,7 +446,8 @@ def test_store_of_another_model_or_chunking_is_refused_until_rebuilt(
 
     import assistant.embedding
 
-    monkeypatch.setattr(assistant.embedding, "MODEL_NAME", "another-embedding-model")
+    # An assistant whose bundled model is another one than the store's.
+    monkeypatch.setitem(assistant.embedding.MODEL_NAMES, "minilm", "another-embedding-model")
     foreign = new_bot(corpus, store, embed_model, chunk_tokens=120, chunk_overlap_tokens=20)
     with pytest.raises(AssistantError, match=r"embed_model=.*--rebuild"):
         foreign.ask(Q_BOATS)
