@@ -310,10 +310,11 @@ class Assistant:
         scope = scope_for(text, since, until, as_of, newest)
         stated = scope.words.stated if scope.words else None
         answer = self._answer_in(q, query, vectors[-1], qvec, scope.window, avoid, changes,
-                                 (stated, scope.fallback) if stated else None)
+                                 (stated, scope.fallback) if stated else None,
+                                 scope.prefer(scope.window))
         if answer.abstained and scope.widens:
             wider = self._answer_in(q, query, vectors[-1], qvec, scope.fallback, avoid,
-                                    changes)
+                                    changes, prefer=scope.prefer(scope.fallback))
             if not wider.abstained:
                 wider.scope = scope.widened_label()
                 return wider
@@ -323,17 +324,19 @@ class Assistant:
     def _answer_in(self, q: Question, query: str, query_vector: np.ndarray, qvec: np.ndarray,
                    window: DayRange | None, avoid: set[tuple[str, int, int]],
                    changes: Changes | None,
-                   stating: tuple[str, DayRange | None] | None = None) -> Answer:
+                   stating: tuple[str, DayRange | None] | None = None,
+                   prefer: DayRange | None = None) -> Answer:
         """The answer from the chunks of articles published in ``window`` (None: all).
         ``stating`` = (a month such as "September 2020", a wider range): chunks of that
         range that name the month count as inside the window too — a month the question
-        names may be reported on later ("in September 2020" in an article of 2021)."""
+        names may be reported on later ("in September 2020" in an article of 2021).
+        ``prefer``: the days of the window whose chunks retrieval ranks first."""
         for attempt in range(3):
             used = ""
             try:
                 retriever = self._retriever_for_query()
                 used = retriever.store.name
-                hits = retriever.retrieve(query, query_vector, window)
+                hits = retriever.retrieve(query, query_vector, window, prefer)
                 if stating is not None:
                     hits = _with_stated(hits, retriever.retrieve(query, query_vector,
                                                                  stating[1]), stating[0])

@@ -96,9 +96,37 @@ class HybridRetriever:
         return from_day_number(int(self.bm25.days.max())) if len(self.bm25.days) else None
 
     def retrieve(self, query: str, query_vector: np.ndarray,
-                 window: DayRange | None = None) -> list[Hit]:
+                 window: DayRange | None = None, prefer: DayRange | None = None
+                 ) -> list[Hit]:
         """The ``top_k`` chunks for ``query``, best first; with ``window``, only chunks
-        of articles published inside it (filtered inside Chroma and the BM25 index)."""
+        of articles published inside it (filtered inside Chroma and the BM25 index).
+
+        ``prefer`` (a part of ``window``: the days just before a question's ``as_of``, see
+        :meth:`assistant.timeframe.Scope.prefer`) ranks its chunks first without leaving
+        the others out: the chunks of those days are ranked by both retrievers among
+        themselves too, and these two rankings are fused with the window's, so a chunk
+        found in both counts twice.
+        """
+        hits = self._fused(query, query_vector, window)
+        if prefer is not None:
+            for cid, hit in self._fused(query, query_vector, prefer).items():
+                if (seen := hits.get(cid)) is None:
+                    hits[cid] = hit
+                else:
+                    seen.score += hit.score
+        ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: self.top_k]
+        # The answer layer's sentence vectors, read with the chunks they belong to.
+        stored = self.store.sentence_vectors([h.id for h in ranked])
+        for h in ranked:
+            if (vectors := stored.get(h.id)) is not None:
+                h.record = replace(h.record, vectors=SentenceVectors(h.record.sentences,
+                                                                     vectors))
+        return ranked
+
+    def _fused(self, query: str, query_vector: np.ndarray, window: DayRange | None
+               ) -> dict[str, Hit]:
+        """Every chunk either retriever ranks in its first ``pool`` inside ``window``,
+        by id, its ``score`` the sum of its reciprocal ranks."""
         got = self.store.chunks.query(
             query_embeddings=[np.asarray(query_vector, dtype=np.float32).tolist()],
             n_results=self.pool, include=["documents", "metadatas", "distances"],
@@ -138,11 +166,4 @@ class HybridRetriever:
             hit.ranks["bm25"] = rank
             hit.score += 1.0 / (RRF_K + rank + 1)
             hit.bm25 = float(value)
-        ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: self.top_k]
-        # The answer layer's sentence vectors, read with the chunks they belong to.
-        stored = self.store.sentence_vectors([h.id for h in ranked])
-        for h in ranked:
-            if (vectors := stored.get(h.id)) is not None:
-                h.record = replace(h.record, vectors=SentenceVectors(h.record.sentences,
-                                                                     vectors))
-        return ranked
+        return hits

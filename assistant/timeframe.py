@@ -45,6 +45,18 @@ class DayRange:
             return f"up to {day_text(self.end)}"
         return "any date"
 
+    def overlap(self, other: DayRange | None) -> DayRange | None:
+        """The days in both this range and ``other`` (None: ``other`` is every day);
+        None when they share none."""
+        if other is None:
+            return self
+        starts = [d for d in (self.start, other.start) if d is not None]
+        ends = [d for d in (self.end, other.end) if d is not None]
+        start, end = max(starts, default=None), min(ends, default=None)
+        if start is not None and end is not None and start > end:
+            return None
+        return DayRange(start, end)
+
     def clipped(self, end: dt.date | None) -> DayRange:
         """This range ending no later than ``end`` (None: unchanged)."""
         if end is None or (self.end is not None and self.end <= end):
@@ -65,7 +77,8 @@ class TimeWords:
 
 
 RECENT_DAYS = 30
-"""How far back "latest", "most recent" and "recently" look from ``as_of`` first."""
+"""How far back "latest", "most recent" and "recently" look from ``as_of`` first; with an
+``as_of`` given, the articles of these days are also ranked first (:attr:`Scope.prefer`)."""
 WEEK_DAYS = 7
 """"This week" / "the past week": the seven days that end on ``as_of``."""
 
@@ -220,6 +233,14 @@ class Scope:
     ``window`` is what retrieval filters on (None: every article). ``fallback`` is the
     wider range used when nothing inside a window set by the question's own time words
     answers it (a window the user gave with ``since``/``until`` is never widened).
+
+    With an ``as_of`` the user gave, the question is asked on that day, and news asked
+    about on a day is mostly the news of the weeks before it: the articles of the last
+    ``RECENT_DAYS`` days up to ``as_of`` are then *preferred* — ranked among themselves
+    and fused into retrieval beside the whole window's ranking (:meth:`prefer`) — not
+    filtered, so an older article that alone answers still does. The newest article's
+    date (the default ``as_of``) says nothing of when a question is asked: nothing is
+    preferred then.
     """
 
     window: DayRange | None = None
@@ -227,6 +248,19 @@ class Scope:
     words: TimeWords | None = None
     as_of: dt.date | None = None
     as_of_given: bool = False  # False: as_of is the newest article's date
+
+    def prefer(self, window: DayRange | None) -> DayRange | None:
+        """The days of ``window`` that retrieval ranks first: its part in the last
+        ``RECENT_DAYS`` days up to a given ``as_of`` (None: no ``as_of`` was given, the
+        window is the period the question's own time words name, or it holds none of
+        those days, or nothing else)."""
+        if not self.as_of_given or self.as_of is None:
+            return None
+        if self.words is not None and window == self.words.window:
+            return None
+        recent = DayRange(self.as_of - dt.timedelta(days=RECENT_DAYS - 1), self.as_of)
+        part = recent.overlap(window)
+        return None if part is None or part == window else part
 
     @property
     def widens(self) -> bool:
@@ -238,8 +272,10 @@ class Scope:
         if self.window is None:
             return None
         if self.words is None:
-            return f"Articles from {self.window}" if self.window.start else (
+            used = f"Articles from {self.window}" if self.window.start else (
                 f"Articles published {self.window}")
+            prefer = self.prefer(self.window)
+            return f"{used}, those from {prefer} first" if prefer else used
         kind = "the newest articles" if self.words.recency else "articles"
         naming = f" or naming {self.words.stated}" if self.words.stated else ""
         return (f"In {kind} from {self.window}{naming} (“{self.words.phrase}”, "

@@ -62,6 +62,28 @@ def test_retrieval_filters_inside_the_window_in_chroma_and_bm25(dated: Assistant
                                                       dt.date(2020, 1, 2))) == []
 
 
+def test_preferred_days_rank_first_without_leaving_others_out(dated: Assistant) -> None:
+    retriever = dated._retriever_for_query()
+    vec = dated.embed_model.embed([QUESTION])[0]
+    late = retriever.retrieve(QUESTION, vec, prefer=DayRange(dt.date(2024, 3, 8),
+                                                             dt.date(2024, 3, 11)))
+    early = retriever.retrieve(QUESTION, vec, prefer=DayRange(dt.date(2024, 3, 1),
+                                                              dt.date(2024, 3, 5)))
+    assert late[0].doc_id == "bridge-late.txt" and early[0].doc_id == "bridge-early.txt"
+    for hits in (late, early):  # preferred, not filtered: the other articles still come
+        assert {"bridge-early.txt", "bridge-late.txt", "bridge-undated.txt"} <= {
+            h.doc_id for h in hits}
+
+
+def test_as_of_prefers_the_month_before_it_and_still_answers_from_older(
+        dated: Assistant) -> None:
+    answer = dated.ask("Who won the valley mayoral election?", as_of="2024-03-11")
+    assert not answer.abstained and _cited(answer) == {"mayor.txt"}  # 2 February
+    assert answer.scope == ("Articles published up to 11 March 2024, those from "
+                            "11 February – 11 March 2024 first")
+    _check_quotes(dated, answer)
+
+
 def test_since_and_until_choose_the_articles_of_the_range(dated: Assistant) -> None:
     late = dated.ask(QUESTION, since="2024-03-08")
     assert _cited(late) == {"bridge-late.txt"} and "19 million" in late.text

@@ -109,7 +109,8 @@ def test_user_limits_are_never_widened_and_as_of_cuts_later_articles() -> None:
     assert scope.label() == "Articles from 1 January 2024 onwards"
     cut = scope_for("Who won?", as_of=D(2024, 2, 1), newest=AS_OF)
     assert cut.window == DayRange(None, D(2024, 2, 1))
-    assert cut.label() == "Articles published up to 1 February 2024"
+    assert cut.label() == ("Articles published up to 1 February 2024, those from "
+                           "3 January – 1 February 2024 first")
     words = scope_for("Who won last week?", as_of=D(2024, 2, 1), newest=AS_OF)
     assert words.fallback == DayRange(None, D(2024, 2, 1))  # widened, never past as_of
     with pytest.raises(AssistantError, match="is after"):
@@ -143,3 +144,29 @@ def test_user_dates_are_iso_and_a_bad_one_is_one_line() -> None:
 ])
 def test_header_dates_are_read_or_left_alone(header: str, day: dt.date | None) -> None:
     assert parse_date(header) == day
+
+
+def test_a_given_as_of_prefers_the_weeks_before_it_and_the_newest_date_does_not() -> None:
+    given = scope_for("Who won?", as_of=D(2024, 2, 1), newest=AS_OF)
+    assert given.prefer(given.window) == DayRange(D(2024, 1, 3), D(2024, 2, 1))
+    assert given.prefer(DayRange(D(2024, 1, 20), None)) == DayRange(D(2024, 1, 20),
+                                                                    D(2024, 2, 1))
+    assert given.prefer(DayRange(D(2023, 1, 1), D(2023, 12, 31))) is None  # none of its days
+    default = scope_for("Who won?", newest=AS_OF)  # a corpus's newest date: no preference
+    assert default.prefer(default.window) is None and default.label() is None
+    words = scope_for("Who won in March 2023?", as_of=D(2024, 2, 1), newest=AS_OF)
+    assert words.prefer(words.window) is None  # the question named its own period
+    assert words.prefer(words.fallback) == DayRange(D(2024, 1, 3), D(2024, 2, 1))
+    recent = scope_for("Who won most recently?", as_of=D(2024, 2, 1), newest=AS_OF)
+    assert recent.prefer(recent.window) is None  # its window is those very days
+
+
+def test_day_ranges_overlap() -> None:
+    march = DayRange(D(2024, 3, 1), D(2024, 3, 31))
+    assert march.overlap(None) == march
+    assert march.overlap(DayRange(None, D(2024, 3, 10))) == DayRange(D(2024, 3, 1),
+                                                                     D(2024, 3, 10))
+    assert march.overlap(DayRange(D(2024, 3, 20), None)) == DayRange(D(2024, 3, 20),
+                                                                     D(2024, 3, 31))
+    assert march.overlap(DayRange(D(2024, 4, 1), None)) is None
+    assert DayRange().overlap(DayRange()) == DayRange()
