@@ -112,8 +112,9 @@ def _dates(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--since", metavar="DATE", help="only articles published on or after DATE")
     g.add_argument("--until", metavar="DATE", help="only articles published on or before DATE")
     g.add_argument("--as-of", dest="as_of", metavar="DATE",
-                   help="ask as on DATE: later articles are left out, and \"last week\" or "
-                   "\"latest\" count back from it (default: the newest article's date)")
+                   help="ask as on DATE: later articles are left out, those of the 30 days "
+                   "up to it are ranked first, and \"last week\" or \"latest\" count back "
+                   "from it (default: the newest article's date, nothing ranked first)")
 
 
 def date_limits(args: argparse.Namespace) -> dict[str, dt.date | None]:

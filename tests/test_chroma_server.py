@@ -97,6 +97,10 @@ def test_date_limits_filter_inside_a_chroma_server(tmp_path: Path, chroma_url: s
     vec = embed_model.embed([QUESTION])[0]
     window = DayRange(dt.date(2024, 3, 8), None)
     assert {h.doc_id for h in retriever.retrieve(QUESTION, vec, window)} == {"bridge-late.txt"}
+    for first, prefer in (("bridge-late.txt", window),
+                          ("bridge-early.txt", DayRange(None, dt.date(2024, 3, 5)))):
+        hits = retriever.retrieve(QUESTION, vec, prefer=prefer)  # ranked first, not filtered
+        assert hits[0].doc_id == first and len({h.doc_id for h in hits}) >= 3
     answer = bot.ask(QUESTION, until="2024-03-05")
     assert {c.path for c in answer.citations} <= {"bridge-early.txt"} and answer.citations
     assert answer.scope == "Articles published up to 5 March 2024"
