@@ -376,10 +376,20 @@ def test_the_date_range_keeps_to_its_articles_and_says_so(tmp_path: Path, browse
         assert answer.query_selector(".qa-date").inner_text() == "2024-03-11"
         tab.screenshot("chat-dates.png")
         tab.page.fill("#qa-since input", "")
-        tab.page.fill("#qa-until input", "March 5")
+        tab.page.fill("#qa-as-of input", "2024-03-06")  # as on a day before the later one
         tab.ask("How much will the Harbour Bridge repairs cost?")
         tab.wait_bot_count(2)
-        assert "is not a date: write it as YYYY-MM-DD" in tab.bot_messages()[1].inner_text()
+        answer = tab.bot_messages()[1]
+        assert answer.query_selector(".qa-scope").inner_text() == (
+            "Articles published up to 6 March 2024, those from 6 February – 6 March 2024 first")
+        assert "12 million" in answer.inner_text()
+        assert {f.inner_text() for f in answer.query_selector_all(".qa-file")} == \
+            {"bridge-early.txt"}
+        tab.page.fill("#qa-as-of input", "")
+        tab.page.fill("#qa-until input", "March 5")
+        tab.ask("How much will the Harbour Bridge repairs cost?")
+        tab.wait_bot_count(3)
+        assert "is not a date: write it as YYYY-MM-DD" in tab.bot_messages()[2].inner_text()
         assert tab.external == []
         tab.page.close()
     finally:

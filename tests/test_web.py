@@ -847,11 +847,11 @@ def test_assistant_serve_prints_the_url_and_serves_the_page(tmp_path: Path,
 
 
 def test_the_page_date_range_reaches_every_question_of_the_conversation() -> None:
-    seen: list[tuple[Any, Any]] = []
+    seen: list[tuple[Any, Any, Any]] = []
 
     class DatedBot(_CountingBot):
         def ask(self, question: str, context: str | None = None, **kw: Any) -> Answer:
-            seen.append((kw.get("since"), kw.get("until")))
+            seen.append((kw.get("since"), kw.get("until"), kw.get("as_of")))
             answer = super().ask(question, context)
             answer.scope = "Articles from 8 March 2024 onwards" if kw.get("since") else None
             return answer
@@ -859,9 +859,10 @@ def test_the_page_date_range_reaches_every_question_of_the_conversation() -> Non
     page = web._Page(DatedBot())  # type: ignore[arg-type]
     _, history, pending, conv = page.take_question("Who won?", [], None)
     history, conv = list(page.respond(pending, history, conv, " 2024-03-08 ", ""))[-1]
-    assert seen[-1] == ("2024-03-08", "")
+    assert seen[-1] == ("2024-03-08", "", "")
     assert "Articles from 8 March 2024 onwards" in history[-1]["content"]
     _, history, pending, conv = page.take_question("and who lost?", history, conv)
-    history, conv = list(page.respond(pending, history, conv, "", "2024-03-31"))[-1]
-    assert seen[-1] == ("", "2024-03-31")  # the range as the page shows it now
+    history, conv = list(page.respond(pending, history, conv, "", "2024-03-31",
+                                      "2024-03-20 "))[-1]
+    assert seen[-1] == ("", "2024-03-31", "2024-03-20")  # the dates as the page shows them
     assert "qa-scope" not in history[-1]["content"]

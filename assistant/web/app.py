@@ -119,13 +119,18 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
                 )
                 upload_msg = gr.HTML("", elem_id="qa-upload-msg")
                 gr.Markdown("### Dates\nOnly articles published in this range, as "
-                            "YYYY-MM-DD (both days included; empty: any date).",
+                            "YYYY-MM-DD (both days included; empty: any date). *As of*: "
+                            "ask as on that day — later articles are left out, those of "
+                            "the 30 days before it come first, and “last week” counts "
+                            "back from it (empty: the newest article's date).",
                             elem_id="qa-dates-help")
                 with gr.Row(elem_id="qa-dates"):
                     since = gr.Textbox(label="From", placeholder="any date", max_lines=1,
                                        min_width=110, elem_id="qa-since")
                     until = gr.Textbox(label="Until", placeholder="any date", max_lines=1,
                                        min_width=110, elem_id="qa-until")
+                    as_of = gr.Textbox(label="As of", placeholder="newest", max_lines=1,
+                                       min_width=110, elem_id="qa-as-of")
                 gr.HTML(
                     "<div class='qa-help'><b>How answers work.</b> Each answer is quoted from "
                     "the articles; the numbers [1] point to its sources below it, with the "
@@ -137,7 +142,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
 
         answer_kwargs: dict[str, Any] = {
             "fn": page.respond,
-            "inputs": [pending, chatbot, conv, since, until],
+            "inputs": [pending, chatbot, conv, since, until, as_of],
             "outputs": [chatbot, conv],
             "api_visibility": "undocumented",
             "concurrency_limit": limit,

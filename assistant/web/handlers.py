@@ -92,8 +92,8 @@ class _Page:
         return self.take_question(text, history, conv)
 
     def respond(self, question: str, history: list[Any], conv: Conversation | None,
-                since: str | None = None, until: str | None = None
-                ) -> Iterator[tuple[list[Any], Conversation]]:
+                since: str | None = None, until: str | None = None,
+                as_of: str | None = None) -> Iterator[tuple[list[Any], Conversation]]:
         """Answer the remembered question, showing its text as the answer layer produces it
         (a language model's tokens as they stream; the extractive answer in one piece),
         then the whole answer with its sources.
@@ -103,8 +103,9 @@ class _Page:
         queue, and each one is shown as soon as it arrives.
         """
         conv = self._conversation(conv)
-        # The page's date range (a malformed date is the answer's one-line error).
+        # The page's dates (a malformed date is the answer's one-line error).
         conv.chat.since, conv.chat.until = (since or "").strip(), (until or "").strip()
+        conv.chat.as_of = (as_of or "").strip()
         history = list(history or [])
         history.append({"role": "assistant", "content": render_pending()})
         yield [*history], conv
