@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from assistant.layout import StoreLayout
 from assistant.settings import AssistantError, Settings
 from assistant.text import one_line
+from assistant.timeframe import RECENT_DAYS
 from assistant.types import CITATION_ROLES, Answer
 
 DEFAULTS = Settings()
@@ -112,9 +113,10 @@ def _dates(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--since", metavar="DATE", help="only articles published on or after DATE")
     g.add_argument("--until", metavar="DATE", help="only articles published on or before DATE")
     g.add_argument("--as-of", dest="as_of", metavar="DATE",
-                   help="ask as on DATE: later articles are left out, those of the 30 days "
-                   "up to it are ranked first, and \"last week\" or \"latest\" count back "
-                   "from it (default: the newest article's date, nothing ranked first)")
+                   help="ask as on DATE: later articles are left out, those of the "
+                   f"{RECENT_DAYS} days up to it are ranked first, and \"last week\" or "
+                   "\"latest\" count back from it (default: the newest article's date, "
+                   "nothing ranked first)")
 
 
 def date_limits(args: argparse.Namespace) -> dict[str, dt.date | None]:

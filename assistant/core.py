@@ -236,10 +236,10 @@ class Assistant:
 
         ``since`` and ``until`` (dates or ``YYYY-MM-DD``, both included) keep to articles
         published in that range. ``as_of`` is the day the question is asked: articles
-        published after it are left out, those of the 30 days up to it are ranked first
-        (:meth:`assistant.timeframe.Scope.prefer`), and time words ("last week", "in
-        March", "latest") count back from it; by default they count back from the newest
-        article's date. ``Answer.scope`` says which articles were used.
+        published after it are left out, those of the last ``RECENT_DAYS`` (30) days up to
+        it are ranked first (:meth:`assistant.timeframe.Scope.prefer`), and time words
+        ("last week", "in March", "latest") count back from it; by default they count back
+        from the newest article's date. ``Answer.scope`` says which articles were used.
 
         ``context`` is the earlier turn a follow-up leans on; ``avoid`` lists sentence spans
         ``(doc_id, start, end)`` already given as answers, which a follow-up rarely asks for

@@ -15,6 +15,7 @@ import gradio as gr
 
 from assistant.corpus import SUFFIXES
 from assistant.settings import AssistantError, Settings
+from assistant.timeframe import RECENT_DAYS
 from assistant.web.binding import check_bind, is_loopback
 from assistant.web.examples import example_questions
 from assistant.web.handlers import _Page
@@ -121,7 +122,7 @@ def build_app(bot: Assistant, *, examples: Sequence[str] | None = None,
                 gr.Markdown("### Dates\nOnly articles published in this range, as "
                             "YYYY-MM-DD (both days included; empty: any date). *As of*: "
                             "ask as on that day — later articles are left out, those of "
-                            "the 30 days before it come first, and “last week” counts "
+                            f"the {RECENT_DAYS} days before it come first, and “last week” counts "
                             "back from it (empty: the newest article's date).",
                             elem_id="qa-dates-help")
                 with gr.Row(elem_id="qa-dates"):
