@@ -146,8 +146,11 @@ class Assistant:
         """Bring the store up to date with the corpus (only new or changed files are
         embedded). Questions asked meanwhile are answered from the last complete index."""
         from assistant.ingest import ingest
+        from assistant.layout import ingest_lock
 
-        with self._ingesting:
+        # The lock comes before the store is opened: two processes creating one embedded
+        # Chroma database at once can fail ("table collections already exists").
+        with self._ingesting, ingest_lock(self.settings.store, self.settings.lock_timeout):
             writer = self.store.writer()
             try:
                 # A rebuild makes a generation with the settings' model.

@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,7 +171,16 @@ class StoreLayout:
     @contextmanager
     def ingest_lock(self, timeout: float) -> Iterator[None]:
         """An exclusive file lock on the store: a second writer waits up to ``timeout`` s,
-        then gets a clear error (Chroma is not safe for two writing processes)."""
+        then gets a clear error (Chroma is not safe for two writing processes). The thread
+        that holds it may take it again (an ingest opens the store under it, then writes)."""
+        key = (str(self.lock.absolute()), threading.get_ident())
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
         path = self.lock
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -197,12 +207,20 @@ class StoreLayout:
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"pid": os.getpid()}).encode())
-            yield
+            _HELD[key] = 1
+            try:
+                yield
+            finally:
+                _HELD.pop(key, None)
         finally:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+_HELD: dict[tuple[str, int], int] = {}
+"""The ingest locks this process holds, by (lock path, thread): how many times taken."""
 
 
 def ingest_lock(store: Path, timeout: float) -> Any:

@@ -274,10 +274,22 @@ def test_rebuild_recreates_the_store(bot: Assistant) -> None:
 
 
 def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
-    with (ingest_lock(tmp_path, timeout=1),
-          pytest.raises(AssistantError, match="another ingest"),
-          ingest_lock(tmp_path, timeout=0.2)):
-        pass
+    """Another thread's writer waits, then says why; the holder may take the lock again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def second_writer() -> None:
+        with ingest_lock(tmp_path, timeout=0.2):
+            pass
+
+    with ingest_lock(tmp_path, timeout=1), ThreadPoolExecutor(1) as pool:
+        with pytest.raises(AssistantError, match="another ingest"):
+            pool.submit(second_writer).result()
+        with ingest_lock(tmp_path, timeout=0.2):  # the same thread: taken again
+            pass
+        with pytest.raises(AssistantError, match="another ingest"):
+            pool.submit(second_writer).result()  # still held after the inner release
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(second_writer).result()  # released: the other thread has it now
 
 
 def _age(corpus: Path, seconds: float = 3600) -> None:

@@ -229,6 +229,9 @@ def test_second_writer_waits_for_the_lock_or_gives_up_clearly(tmp_path: Path) ->
         gave_up_after = time.monotonic() - t0
         time.sleep(1)
         assert patient.poll() is None, "the patient writer must still be waiting"
+        # Neither opened the store before it had the lock: two processes creating one
+        # Chroma database at once can fail.
+        assert not (store / "chroma").exists()
     assert_one_line_error(subprocess.CompletedProcess(args, impatient.returncode, out, err),
                           "another ingest is running", "ASSISTANT_LOCK_TIMEOUT")
     assert gave_up_after < 60
