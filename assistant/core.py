@@ -20,7 +20,7 @@ from assistant.answering import ABSTAIN_TEXT, ExtractiveAnswerer
 from assistant.entities import EntityTagger
 from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge_notices
 from assistant.question import Question, analyze
-from assistant.retrieval import Hit
+from assistant.retrieval import Hit, HybridRetriever
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
 from assistant.timeframe import DayRange, names_month, parse_day, scope_for
@@ -111,7 +111,6 @@ class Assistant:
         ingest runs (here or in another process) it is the one of the last complete index:
         the one in use, or one over the persisted BM25 index; with none, the question waits
         briefly for the ingest to end, then :class:`IngestRunning` says how far it is."""
-        from assistant.retrieval import HybridRetriever
         from assistant.store import IngestRunning
 
         waited = False
@@ -312,10 +311,8 @@ class Assistant:
             newest = None
         since, until, as_of = limits
         scope = scope_for(text, since, until, as_of, newest)
-        stated = scope.words.stated if scope.words else None
         answer = self._answer_in(q, query, vectors[-1], qvec, scope.window, avoid, changes,
-                                 (stated, scope.fallback) if stated else None,
-                                 scope.prefer(scope.window))
+                                 scope.stating, scope.prefer(scope.window))
         if answer.abstained and scope.widens:
             wider = self._answer_in(q, query, vectors[-1], qvec, scope.fallback, avoid,
                                     changes, prefer=scope.prefer(scope.fallback))
@@ -340,10 +337,7 @@ class Assistant:
             try:
                 retriever = self._retriever_for_query()
                 used = retriever.store.name
-                hits = retriever.retrieve(query, query_vector, window, prefer)
-                if stating is not None:
-                    hits = _with_stated(hits, retriever.retrieve(query, query_vector,
-                                                                 stating[1]), stating[0])
+                hits = retrieve_in(retriever, query, query_vector, window, prefer, stating)
                 if self.check_files:  # answer only from text that still stands in the files
                     hits = check_hits(hits, self._files, Changes(self.settings.corpus)
                                       if changes is None else changes)
@@ -429,6 +423,19 @@ class Assistant:
         from assistant.chat import ChatSession
 
         return ChatSession(self)
+
+
+def retrieve_in(retriever: HybridRetriever, query: str, query_vector: np.ndarray,
+                window: DayRange | None, prefer: DayRange | None = None,
+                stating: tuple[str, DayRange | None] | None = None) -> list[Hit]:
+    """The hits for ``query`` among the articles of ``window``, those of ``prefer`` ranked
+    first; with ``stating`` (:attr:`assistant.timeframe.Scope.stating`), joined by the
+    chunks of the wider range that name the month."""
+    hits = retriever.retrieve(query, query_vector, window, prefer)
+    if stating is not None:
+        hits = _with_stated(hits, retriever.retrieve(query, query_vector, stating[1]),
+                            stating[0])
+    return hits
 
 
 def _with_stated(hits: list[Hit], wider: list[Hit], month: str) -> list[Hit]:

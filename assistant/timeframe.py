@@ -263,6 +263,13 @@ class Scope:
         return None if part is None or part == window else part
 
     @property
+    def stating(self) -> tuple[str, DayRange | None] | None:
+        """(the month the question's time words name, the wider range to look in for
+        chunks that name it), or None: a month may be reported on after it ended."""
+        stated = self.words.stated if self.words else None
+        return (stated, self.fallback) if stated else None
+
+    @property
     def widens(self) -> bool:
         """True when an abstention inside ``window`` is retried over ``fallback``."""
         return self.words is not None

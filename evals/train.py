@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from assistant.core import Assistant
 
 TRAIN_SETS = ("train-2022", "train-2023")
+RETRIEVAL_VERSION = 2  # raise when retrieval changes in a way the store key does not show
 ROOT = Path(__file__).resolve().parent.parent
 # Our own sets (clean, single-topic articles): another kind of corpus to calibrate on.
 OWN_SETS = {
@@ -78,6 +79,11 @@ ABLATION_GROUPS: dict[str, tuple[str, ...]] = {
     "soft coverage": ("soft_cover",),
 }
 DROPPED: set[str] = set()  # features held at zero while fitting (for --ablation)
+# Fit on the news questions asked both with no date and as on their quiz date: the answer
+# layer then sees the retrieval of both ways a question comes (a date ranks that month's
+# articles first and leaves later ones out). False (--undated-only): the dated ones are
+# measured, not fitted on.
+DATED = True
 
 
 @dataclass
@@ -91,6 +97,8 @@ class Item:
     hits: list[Hit]
     qvec: np.ndarray
     svecs: dict[tuple[str, int, int], np.ndarray]
+    as_of: str | None = None  # asked as on this day (its retrieval kept to it)
+    share: float = 1.0  # of the question's weight (a question asked both ways: ½ each)
 
     @property
     def answerable(self) -> bool:
@@ -100,7 +108,7 @@ class Item:
     @property
     def weight(self) -> float:
         """How much the question counts in fitting."""
-        return OWN_WEIGHT if self.set in OWN_SETS else 1.0
+        return (OWN_WEIGHT if self.set in OWN_SETS else 1.0) * self.share
 
 
 def open_set(name: str) -> Assistant:
@@ -130,13 +138,19 @@ def _corpus_digest(corpus: Path) -> bytes:
 # ---------------------------------------------------------------------------------------
 
 
-def collect(name: str, bot: Assistant | None = None) -> list[Item]:
-    """Retrieve every question of set ``name`` once (cached on disk, keyed by the
-    questions, the corpus and the store's key)."""
+def collect(name: str, bot: Assistant | None = None, as_of: bool = False) -> list[Item]:
+    """Retrieve every question of set ``name`` once as ``ask`` does — as on the question's
+    date (its ``as_of`` or ``question_date``) with ``as_of``, else with no date — cached on
+    disk, keyed by the questions, the corpus, the store's key and this code's version of
+    retrieval (:data:`RETRIEVAL_VERSION`)."""
+    from assistant.core import retrieve_in
+    from assistant.timeframe import parse_day, scope_for
+
     questions = questions_file(name)
     bot = bot or open_set(name)
     key = hashlib.sha256(questions.read_bytes() + store_key().encode()
-                         + _corpus_digest(Path(bot.settings.corpus))).hexdigest()[:12]
+                         + _corpus_digest(Path(bot.settings.corpus))
+                         + f"{RETRIEVAL_VERSION}/{as_of}".encode()).hexdigest()[:12]
     cache = cache_root() / f"retrieved-{name}-{key}.pkl"
     if cache.exists():  # plain fields: the file must not depend on how this module was run
         return [Item(**row) for row in pickle.loads(cache.read_bytes())]
@@ -148,10 +162,15 @@ def collect(name: str, bot: Assistant | None = None) -> list[Item]:
             continue
         row = json.loads(line)
         text = bot.check_question(row["question"])
+        day = row.get("as_of", row.get("question_date")) if as_of else None
         qvec = bot.embed_model.embed([text])[0]
-        hits = retriever.retrieve(text, qvec)
+        scope = scope_for(text, None, None, parse_day(day and str(day)[:10], "as_of"),
+                          retriever.newest)
+        hits = retrieve_in(retriever, text, qvec, scope.window, scope.prefer(scope.window),
+                           scope.stating)
         items.append(Item(name, row["id"], text, list(row.get("answers") or []), hits,
-                          np.asarray(qvec, dtype=np.float32), bot._sentence_vectors(hits)))
+                          np.asarray(qvec, dtype=np.float32), bot._sentence_vectors(hits),
+                          str(day)[:10] if day else None))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps([vars(it) for it in items]))
     return items
@@ -325,6 +344,7 @@ class _Rows:
 
 def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
     """The four models fitted on ``items``, each on the output of the ones before."""
+    items = [it for it in items if DATED or it.as_of is None]
     model = placeholder(policy)
     answerers.use(model)
     base, full, span = _Rows(SENTENCE_BASE), _Rows(SENTENCE_FULL), _Rows(SPAN_FEATURES)
@@ -399,6 +419,7 @@ class Outcome:
     short: bool  # the short answer holds or lies inside a gold answer
     sentence: bool  # the best sentence alone holds a gold answer
     ruled_out: tuple[str, ...] = ()  # the abstention rules that fire
+    dated: bool = False  # asked as on the question's date
 
     def abstains(self, threshold: float, rules: Sequence[str]) -> bool:
         """True when the assistant abstains under this policy."""
@@ -411,7 +432,8 @@ def outcomes(items: list[Item], answerers: Answerers) -> list[Outcome]:
     for it in items:
         an = answerers[it.set].analyse(analyze(it.question), it.hits, it.qvec, it.svecs)
         if an.choice is None:
-            out.append(Outcome(it.set, it.answerable, -1.0, False, False, False))
+            out.append(Outcome(it.set, it.answerable, -1.0, False, False, False,
+                               dated=it.as_of is not None))
             continue
         span = an.choice.span
         out.append(Outcome(
@@ -419,7 +441,7 @@ def outcomes(items: list[Item], answerers: Answerers) -> list[Outcome]:
             it.answerable and answer_correct(_text(an), it.answers),
             it.answerable and span is not None and span_correct(span.text, it.answers),
             it.answerable and text_contains(an.choice.best.text, it.answers),
-            tuple(an.ruled_out)))
+            tuple(an.ruled_out), it.as_of is not None))
     return out
 
 
@@ -445,6 +467,13 @@ def kinds(results: list[Outcome]) -> dict[str, list[Outcome]]:
     """Outcomes on real news and on our own sets, apart."""
     out = {"news": [r for r in results if r.set not in OWN_SETS],
            "own": [r for r in results if r.set in OWN_SETS]}
+    return {k: v for k, v in out.items() if v}
+
+
+def ways(results: list[Outcome]) -> dict[str, list[Outcome]]:
+    """News outcomes asked with no date and as of the question's date, apart (reports)."""
+    out = {"news, no date": [r for r in results if r.set not in OWN_SETS and not r.dated],
+           "news, as of": [r for r in results if r.set not in OWN_SETS and r.dated]}
     return {k: v for k, v in out.items() if v}
 
 
@@ -489,7 +518,10 @@ def with_choice(policy: Policy, results: list[Outcome]) -> tuple[Policy, float]:
 
 def _report(label: str, results: list[Outcome], policy: Policy) -> dict[str, dict]:
     out = {}
-    for kind, group in kinds(results).items():
+    groups = kinds(results)
+    if len(ways(results)) > 1:
+        groups.update(ways(results))
+    for kind, group in groups.items():
         t, rules = ((policy.small_threshold, policy.small_rules) if kind == "own"
                     else (policy.threshold, policy.rules))
         f = figures(group, t, rules)
@@ -559,8 +591,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="choose the neighbour join by cross-validation and report it")
     parser.add_argument("--ablation", action="store_true",
                         help="cross-validated answer accuracy without each feature group")
+    parser.add_argument("--undated-only", action="store_true",
+                        help="fit on the news questions asked with no date only (those "
+                        "asked as on their date are still measured)")
     parser.add_argument("--output", type=Path, default=MODEL_FILE)
     args = parser.parse_args(argv)
+    global DATED
+    DATED = not args.undated_only
     missing = [n for n in TRAIN_SETS if not available(n)]
     if missing:
         print(f"train: skipped: {', '.join(missing)} not found in {NEWS_DIR}")
@@ -569,11 +606,18 @@ def main(argv: list[str] | None = None) -> int:
     names = [*TRAIN_SETS, *OWN_SETS]
     answerers = Answerers(names)
     items = [it for n in names for it in collect(n, answerers.bots[n])]
+    # Each news question also as on its date; each way counts half when both are fitted.
+    dated = [it for n in TRAIN_SETS for it in collect(n, answerers.bots[n], as_of=True)]
+    if DATED:
+        items = [replace(it, share=0.5) if it.set in TRAIN_SETS else it for it in items]
+        dated = [replace(it, share=0.5) for it in dated]
+    items += dated
     print(f"train: {len(items)} questions ({sum(not i.answerable for i in items)} "
           f"unanswerable) from {', '.join(names)}", file=sys.stderr)
     policy = Policy()
     meta: dict = {"trained_on": names, "questions": len(items), "own_weight": OWN_WEIGHT,
-                  "folds": FOLDS}
+                  "folds": FOLDS, "news_asked": "with no date and as of their date"
+                  if DATED else "with no date"}
     if args.cv:
         by_join = cross_validate(items, answerers, policy)
         (cache_root() / "cv-outcomes.pkl").write_bytes(pickle.dumps(
