@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from assistant.core import Assistant
 
 TRAIN_SETS = ("train-2022", "train-2023")
-RETRIEVAL_VERSION = 2  # raise when retrieval changes in a way the store key does not show
+RETRIEVAL_VERSION = 3  # raise when retrieval changes in a way the store key does not show
 ROOT = Path(__file__).resolve().parent.parent
 # Our own sets (clean, single-topic articles): another kind of corpus to calibrate on.
 OWN_SETS = {
@@ -139,10 +139,10 @@ def _corpus_digest(corpus: Path) -> bytes:
 
 
 def collect(name: str, bot: Assistant | None = None, as_of: bool = False) -> list[Item]:
-    """Retrieve every question of set ``name`` once as ``ask`` does — as on the question's
-    date (its ``as_of`` or ``question_date``) with ``as_of``, else with no date — cached on
-    disk, keyed by the questions, the corpus, the store's key and this code's version of
-    retrieval (:data:`RETRIEVAL_VERSION`)."""
+    """Retrieve every question of set ``name`` once: with ``as_of``, as ``ask`` does on the
+    question's date (its ``as_of`` or ``question_date``: later articles left out, time words
+    counted from it, the last weeks ranked first), else over all articles. Cached on disk,
+    keyed by the questions, the corpus, the store's key and :data:`RETRIEVAL_VERSION`."""
     from assistant.core import retrieve_in
     from assistant.timeframe import parse_day, scope_for
 
@@ -164,10 +164,14 @@ def collect(name: str, bot: Assistant | None = None, as_of: bool = False) -> lis
         text = bot.check_question(row["question"])
         day = row.get("as_of", row.get("question_date")) if as_of else None
         qvec = bot.embed_model.embed([text])[0]
-        scope = scope_for(text, None, None, parse_day(day and str(day)[:10], "as_of"),
-                          retriever.newest)
-        hits = retrieve_in(retriever, text, qvec, scope.window, scope.prefer(scope.window),
-                           scope.stating)
+        if day:  # kept to the question's date and its time words' window
+            scope = scope_for(text, None, None, parse_day(str(day)[:10], "as_of"),
+                              retriever.newest)
+            hits = retrieve_in(retriever, text, qvec, scope.window,
+                               scope.prefer(scope.window), scope.stating)
+        else:  # every article: asked with no date, "this week" counts from the newest
+            # article, and an answer not found in that week is looked for in all of them
+            hits = retriever.retrieve(text, qvec)
         items.append(Item(name, row["id"], text, list(row.get("answers") or []), hits,
                           np.asarray(qvec, dtype=np.float32), bot._sentence_vectors(hits),
                           str(day)[:10] if day else None))
