@@ -86,7 +86,7 @@ class HybridRetriever:
                 f"(corpus {store.settings.corpus}, store {store.settings.store})"
             )
         self.bm25 = load_bm25(store, store.fingerprint(), during_ingest)
-        self.pool = max(2 * top_k, 10)
+        self.pool = self.pool_size(top_k)
         # Articles in the index (a chunk id starts with its article's id).
         self.articles = len({cid.split("::", 1)[0] for cid in self.bm25.ids})
 
@@ -94,6 +94,11 @@ class HybridRetriever:
     def newest(self) -> dt.date | None:
         """The newest publication date among the indexed chunks (None: none is dated)."""
         return from_day_number(int(self.bm25.days.max())) if len(self.bm25.days) else None
+
+    @staticmethod
+    def pool_size(top_k: int) -> int:
+        """How many chunks each retriever ranks before they are fused."""
+        return max(2 * top_k, 10)
 
     def retrieve(self, query: str, query_vector: np.ndarray,
                  window: DayRange | None = None, prefer: DayRange | None = None

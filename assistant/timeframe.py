@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from assistant.corpus import day_number
 
+MAX_LISTED_DAYS = 3660
+"""The longest range (ten years) whose Chroma filter lists its days (see :meth:`DayRange.where`)."""
+
 
 @dataclass(frozen=True)
 class DayRange:
@@ -32,7 +35,17 @@ class DayRange:
         return day_number(self.end) if self.end else 99991231
 
     def where(self) -> dict[str, object]:
-        """The Chroma ``where`` filter that keeps this range's chunks."""
+        """The Chroma ``where`` filter that keeps this range's chunks (undated chunks carry
+        no ``day`` and never match). Its shape is chosen for speed: Chroma 1.5's lower
+        bounds are slow and ``$in`` is not (a 100,000-chunk store, ``python -m
+        evals.bench_filters``), so a range with a start lists its days, up to
+        :data:`MAX_LISTED_DAYS` of them."""
+        if self.start is None:
+            return {"day": {"$lte": self.last}}
+        if self.end is not None and (self.end - self.start).days < MAX_LISTED_DAYS:
+            days = (self.end - self.start).days + 1
+            return {"day": {"$in": [day_number(self.start + dt.timedelta(days=i))
+                                    for i in range(days)]}}
         return {"$and": [{"day": {"$gte": self.first}}, {"day": {"$lte": self.last}}]}
 
     def __str__(self) -> str:

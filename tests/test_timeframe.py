@@ -120,7 +120,16 @@ def test_user_limits_are_never_widened_and_as_of_cuts_later_articles() -> None:
 def test_day_range_filters_and_texts() -> None:
     r = DayRange(D(2024, 3, 4), D(2024, 3, 10))
     assert (r.first, r.last) == (20240304, 20240310)
-    assert r.where() == {"$and": [{"day": {"$gte": 20240304}}, {"day": {"$lte": 20240310}}]}
+    # Chroma's filter lists a range's days ($in: its lower bounds are slow), ten years at
+    # most; a range with no start needs an upper bound alone.
+    assert r.where() == {"day": {"$in": [20240304, 20240305, 20240306, 20240307, 20240308,
+                                         20240309, 20240310]}}
+    assert DayRange(None, D(2024, 3, 10)).where() == {"day": {"$lte": 20240310}}
+    assert DayRange(D(2000, 1, 1), D(2024, 1, 1)).where() == {
+        "$and": [{"day": {"$gte": 20000101}}, {"day": {"$lte": 20240101}}]}
+    assert DayRange(D(2024, 3, 4), None).where() == {
+        "$and": [{"day": {"$gte": 20240304}}, {"day": {"$lte": 99991231}}]}
+    assert len(DayRange(D(2023, 2, 27), D(2024, 3, 1)).where()["day"]["$in"]) == 369
     assert DayRange(None, D(2024, 1, 1)).first == 1  # undated chunks (day 0) fall out
     assert str(r) == "4–10 March 2024"
     assert span_text(D(2024, 2, 28), D(2024, 3, 5)) == "28 February – 5 March 2024"
