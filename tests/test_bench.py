@@ -86,3 +86,16 @@ def test_the_lexical_benchmark_runs_and_finds_the_update_equal_to_a_whole_build(
     out = capsys.readouterr().out
     assert "15 added, 15 removed, whole=False" in out
     assert "same top 10 for 3 queries: True" in out
+
+
+def test_the_filter_benchmark_finds_each_day_filter_equal_to_both_bounds(capsys) -> None:
+    """The filters retrieval sends to Chroma keep exactly the chunks that both bounds keep
+    (undated chunks out), on a real embedded Chroma, for each window questions use."""
+    from evals import bench_filters
+
+    assert bench_filters.main(["--chunks", "3000", "--queries", "4"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if "DayRange.where()" in line]
+    assert len(rows) == 3, rows
+    assert all(line.rstrip().endswith("| yes |") for line in rows), rows
+    assert "`$in`" in rows[1] and "`$lte`" in rows[0]
