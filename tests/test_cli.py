@@ -215,3 +215,33 @@ def test_each_source_line_shows_headline_and_date_and_stays_one_line() -> None:
     lines = out.splitlines()
     assert lines[-1] == ('[1] two\\nlines.txt (24-40) · Floods hit the valley · 2026-03-02: '
                          '"Heavy rain fell."')
+
+
+def test_the_command_caps_malloc_arenas_unless_the_user_set_them(monkeypatch) -> None:
+    """`assistant` asks glibc for two malloc arenas (less fragmentation over a long
+    ingest); a MALLOC_ARENA_MAX the user set is left to glibc."""
+    import ctypes
+
+    from assistant import cli
+
+    calls: list[tuple[int, int]] = []
+
+    class LibC:
+        def mallopt(self, option: int, value: int) -> int:
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: LibC())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cli.limit_malloc_arenas()
+    assert calls == [(-8, cli.MALLOC_ARENAS)]  # M_ARENA_MAX
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    cli.limit_malloc_arenas()
+    assert len(calls) == 1
+
+    def no_libc(name: str) -> None:
+        raise OSError("no such library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    cli.limit_malloc_arenas()  # another C library: nothing happens
