@@ -737,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        from assistant.cli import limit_malloc_arenas
+
+        limit_malloc_arenas()  # as the assistant command does
         kind, spec_path = args.worker
         result = WORKERS[kind](json.loads(Path(spec_path).read_text()))
         print(json.dumps(result))
