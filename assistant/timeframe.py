@@ -137,7 +137,8 @@ def time_words(question: str, as_of: dt.date) -> TimeWords | None:
     found: list[tuple[int, int, str, re.Match[str]]] = []
     for name, pattern in _PATTERNS:
         for m in pattern.finditer(question):
-            found.append((m.start(), -(m.end() - m.start()), name, m))
+            if not _a_name(question, m):
+                found.append((m.start(), -(m.end() - m.start()), name, m))
     for start, _, name, m in sorted(found, key=lambda f: (f[0], f[1])):
         window = _resolve(name, m, as_of)
         if window is not None:
@@ -146,6 +147,20 @@ def time_words(question: str, as_of: dt.date) -> TimeWords | None:
             return TimeWords(window, m.group(0), start, m.end(), recency=name == "recent",
                              stated=stated)
     return None
+
+
+_NAMES_ANYWAY = {m.lower() for m in _MONTH_NAMES} | set(_WEEKDAYS)
+
+
+def _a_name(question: str, m: re.Match[str]) -> bool:
+    """True when the time words of ``m`` are written as (part of) a name: capitalised
+    inside a sentence ("USA TODAY", "Last Week Tonight"). A month or a weekday is always
+    capitalised, and any word may be at the start of a sentence."""
+    first = m.group(0).split()[0]
+    if not first[:1].isupper() or first.lower().rstrip(".") in _NAMES_ANYWAY:
+        return False
+    before = question[:m.start()].rstrip(" \"'“‘(")
+    return bool(before) and before[-1] not in ".!?:;"
 
 
 def _resolve(name: str, m: re.Match[str], as_of: dt.date) -> DayRange | None:
