@@ -89,15 +89,23 @@ def words(text: str) -> list[tuple[str, int, int]]:
     return list(_words(text))
 
 
-@lru_cache(maxsize=100_000)
+WORDS_CACHED = 8_192
+"""Texts whose word tokens are kept for reuse: the answer layer reads the same few dozen
+sentences and chunks many times per question. Each entry holds a tuple per word (a chunk's
+cost about 30 KB), so the cache is bounded by what a few questions read, not by a corpus."""
+
+
+@lru_cache(maxsize=WORDS_CACHED)
 def _words(text: str) -> tuple[tuple[str, int, int], ...]:
     return tuple((m.group(), m.start(), m.end()) for m in _WORD.finditer(text))
 
 
 def vocabulary(text: str) -> set[str]:
     """The content words of ``text``, lower-cased: the words the answer layer may need to
-    match by meaning (stopwords, numbers and words of two letters are left out)."""
-    return {w for w in (m.lower() for m, _, _ in words(text))
+    match by meaning (stopwords, numbers and words of two letters are left out). Not
+    cached: an ingest reads each chunk once, and keeping its tokens would grow memory with
+    the corpus."""
+    return {w for w in (m.group().lower() for m in _WORD.finditer(text))
             if len(w) > 2 and w not in STOPWORDS and not w.isdigit()}
 
 
