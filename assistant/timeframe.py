@@ -154,10 +154,12 @@ _NAMES_ANYWAY = {m.lower() for m in _MONTH_NAMES} | set(_WEEKDAYS)
 
 def _a_name(question: str, m: re.Match[str]) -> bool:
     """True when the time words of ``m`` are written as (part of) a name: capitalised
-    inside a sentence ("USA TODAY", "Last Week Tonight"). A month or a weekday is always
-    capitalised, and any word may be at the start of a sentence."""
-    first = m.group(0).split()[0]
-    if not first[:1].isupper() or first.lower().rstrip(".") in _NAMES_ANYWAY:
+    inside a sentence ("USA TODAY", "Last Week Tonight"). Words naming a month or a weekday
+    are time however written, any word may be at the start of a sentence, and a question in
+    capitals says nothing by them."""
+    said = m.group(0).split()
+    if (not said[0][:1].isupper() or question.isupper()
+            or any(w.lower().rstrip(".") in _NAMES_ANYWAY for w in said)):
         return False
     before = question[:m.start()].rstrip(" \"'“‘(")
     return bool(before) and before[-1] not in ".!?:;"

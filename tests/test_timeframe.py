@@ -65,6 +65,24 @@ def test_a_question_without_time_words_is_not_filtered(question: str) -> None:
     assert scope_for(question, newest=AS_OF).label() is None
 
 
+@pytest.mark.parametrize("question", ["Which paper did USA TODAY quote?",
+                                      "Who hosts Last Week Tonight?",
+                                      "Who presents This Morning on ITV?"])
+def test_time_words_written_as_a_name_are_not_time(question: str) -> None:
+    assert time_words(question, AS_OF) is None
+    assert scope_for(question, newest=AS_OF).window is None
+
+
+@pytest.mark.parametrize("question", ["Today, who leads the polls?",
+                                      "Last week, who won the final?",
+                                      "Who won? Yesterday the vote closed.",
+                                      "WHO WON THE VOTE TODAY?",
+                                      "Who won the vote in March 2024?",
+                                      "What happened On Monday?"])
+def test_capitalised_time_words_opening_a_sentence_are_time(question: str) -> None:
+    assert time_words(question, AS_OF) is not None
+
+
 def test_a_month_and_year_may_be_named_by_later_articles() -> None:
     words = time_words("How many ships sank in september 2020?", AS_OF)
     assert words is not None and words.stated == "September 2020"
