@@ -154,7 +154,7 @@ _NAMES_ANYWAY = {m.lower() for m in _MONTH_NAMES} | set(_WEEKDAYS)
 
 def _a_name(question: str, m: re.Match[str]) -> bool:
     """True when the time words of ``m`` are written as (part of) a name: capitalised
-    inside a sentence ("USA TODAY", "Last Week Tonight"). Words naming a month or a weekday
+    inside a sentence ("Business TODAY", "Last Week Tonight"). Words naming a month or a weekday
     are time however written, any word may be at the start of a sentence, and a question in
     capitals says nothing by them."""
     said = m.group(0).split()

@@ -65,7 +65,7 @@ def test_a_question_without_time_words_is_not_filtered(question: str) -> None:
     assert scope_for(question, newest=AS_OF).label() is None
 
 
-@pytest.mark.parametrize("question", ["Which paper did USA TODAY quote?",
+@pytest.mark.parametrize("question", ["Which paper did Business TODAY quote?",
                                       "Who hosts Last Week Tonight?",
                                       "Who presents This Morning on ITV?"])
 def test_time_words_written_as_a_name_are_not_time(question: str) -> None:
