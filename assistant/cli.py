@@ -421,10 +421,9 @@ MALLOC_ARENAS = 2
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
     """Cap glibc's malloc arenas at ``arenas`` for this process, unless ``MALLOC_ARENA_MAX``
     is set. By default glibc gives each thread that allocates an arena of its own (up to
-    eight per core); the embedding model's and Chroma's native threads then leave memory
-    fragmented across them over a long ingest (`assistant ingest` of 10,000 chunks with
-    minilm-q8: peak RSS 1,071 → 980 MiB with two). A no-op where the C library has no
-    ``mallopt``."""
+    eight per core), and the embedding model and Chroma run native threads: with two,
+    `assistant ingest` of 10,000 chunks with minilm-q8 peaked at 980 MiB against 1,071. A
+    no-op where the C library has no ``mallopt``."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return
     import ctypes
