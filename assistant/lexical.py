@@ -12,10 +12,12 @@ is read or tokenised again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,11 @@ TOKENS_FILE = "tokens.npy"  # every chunk's token ids, one after the other (int3
 LENGTHS_FILE = "lengths.npy"  # how many token ids each chunk has
 FINGERPRINT_FILE = "fingerprint"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # BM25Retriever's default
+# Memory bounds of an update: chunks read from the store and tokenised at a time, and
+# chunks whose term counts are computed at a time. A whole build of 100,000 chunks read and
+# tokenised them all at once and counted all their terms in one array: 2 GB at its peak.
+PAGE_CHUNKS = 5_000
+BLOCK_CHUNKS = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -92,27 +99,34 @@ class TokenisedCorpus:
         np.save(folder / TOKENS_FILE, self.tokens)
         np.save(folder / LENGTHS_FILE, self.lengths)
 
-    def add(self, chunks: list[tuple[str, str, dict]]) -> None:
-        """Tokenise ``(id, text, metadata)`` chunks and append them."""
+    def add(self, chunks: Iterable[tuple[str, str, dict]], page: int = PAGE_CHUNKS) -> int:
+        """Tokenise ``(id, text, metadata)`` chunks and append them, ``page`` at a time
+        (only one page's texts and word lists are held at once); returns how many."""
         import bm25s
         import Stemmer
 
-        if not chunks:
-            return
-        contents = [bm25_content(text or "", meta or {}) for _, text, meta in chunks]
-        tokenised = bm25s.tokenize(contents, stopwords="en",
-                                   stemmer=Stemmer.Stemmer("english"),
-                                   token_pattern=TOKEN_PATTERN, show_progress=False,
-                                   return_ids=False)
-        new: list[int] = []
-        lengths: list[int] = []
-        for (cid, _, meta), words in zip(chunks, tokenised, strict=True):
-            self.ids.append(cid)
-            self.days.append(int((meta or {}).get("day") or 0))
-            new.extend(self.vocab.setdefault(w, len(self.vocab)) for w in words)
-            lengths.append(len(words))
-        self.tokens = np.concatenate([self.tokens, np.asarray(new, dtype=np.int32)])
-        self.lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.int32)])
+        stemmer = Stemmer.Stemmer("english")
+        tokens, lengths = [self.tokens], [self.lengths]
+        added = 0
+        chunks = iter(chunks)
+        while batch := list(itertools.islice(chunks, page)):
+            contents = [bm25_content(text or "", meta or {}) for _, text, meta in batch]
+            tokenised = bm25s.tokenize(contents, stopwords="en", stemmer=stemmer,
+                                       token_pattern=TOKEN_PATTERN, show_progress=False,
+                                       return_ids=False)
+            new: list[int] = []
+            for (cid, _, meta), words in zip(batch, tokenised, strict=True):
+                self.ids.append(cid)
+                self.days.append(int((meta or {}).get("day") or 0))
+                new.extend(self.vocab.setdefault(w, len(self.vocab)) for w in words)
+            tokens.append(np.asarray(new, dtype=np.int32))
+            lengths.append(np.fromiter(map(len, tokenised), dtype=np.int32,
+                                       count=len(tokenised)))
+            added += len(batch)
+        if added:
+            self.tokens = np.concatenate(tokens)
+            self.lengths = np.concatenate(lengths)
+        return added
 
     def keep(self, wanted: set[str]) -> int:
         """Drop the chunks whose ids are not in ``wanted``; returns how many were dropped."""
@@ -126,33 +140,53 @@ class TokenisedCorpus:
             self.days = [day for day, k in zip(self.days, keep, strict=True) if k]
         return dropped
 
-    def index(self) -> Any:
+    def index(self, block: int = BLOCK_CHUNKS) -> Any:
         """A bm25s index of these chunks, exactly as ``bm25s.BM25().index`` builds it from
-        their token ids (default BM25: Lucene idf, k1 1.5, b 0.75), computed with whole-array
-        numpy operations instead of bm25s's loop over the documents (at 100,000 chunks that
-        loop took about 24 of the 25 seconds an update took)."""
+        their token ids (default BM25: Lucene idf, k1 1.5, b 0.75), computed with numpy
+        operations over ``block`` chunks at a time instead of bm25s's loop over the
+        documents (at 100,000 chunks that loop took about 24 of the 25 seconds an update
+        took)."""
         import bm25s
 
         bm25 = bm25s.BM25()
         n_docs, n_vocab = len(self.lengths), max(1, len(self.vocab))
-        docs = np.repeat(np.arange(n_docs, dtype=np.int64), self.lengths)
-        pairs, tf = np.unique(docs * n_vocab + self.tokens, return_counts=True)
-        doc_idx = (pairs // n_vocab).astype(np.int32)
-        voc_idx = (pairs % n_vocab).astype(np.int32)
+        starts = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+        # Each chunk's distinct terms and their counts, in (chunk, term) order.
+        doc_parts, voc_parts, tf_parts = [], [], []
+        for first in range(0, n_docs, max(1, block)):
+            last = min(n_docs, first + max(1, block))
+            docs = np.repeat(np.arange(first, last, dtype=np.int64), self.lengths[first:last])
+            pairs, tf = np.unique(docs * n_vocab + self.tokens[starts[first]:starts[last]],
+                                  return_counts=True)
+            doc_parts.append((pairs // n_vocab).astype(np.int32))
+            voc_parts.append((pairs % n_vocab).astype(np.int32))
+            tf_parts.append(tf.astype(np.float32))
+        doc_idx = np.concatenate(doc_parts) if doc_parts else np.zeros(0, np.int32)
+        voc_idx = np.concatenate(voc_parts) if voc_parts else np.zeros(0, np.int32)
+        del doc_parts, voc_parts
         df = np.bincount(voc_idx, minlength=n_vocab)
         idf = np.zeros(n_vocab, dtype=np.float32)
         seen = df > 0
         idf[seen] = np.log(1 + (n_docs - df[seen] + 0.5) / (df[seen] + 0.5))
         # The term-frequency component as bm25s computes it, operation for operation.
         k1, b = bm25.k1, bm25.b
-        l_d = self.lengths[doc_idx].astype(np.float64)
         l_avg = np.float64(self.lengths.mean()) if n_docs else np.float64(1.0)
-        tf_array = tf.astype(np.float32)
-        tfc = tf_array / (k1 * ((1 - b) + b * l_d / l_avg) + tf_array)
-        scores = (idf[voc_idx] * tfc).astype(np.float32)
-        data, indices, indptr = bm25._np_csc(data=scores, rows=doc_idx, cols=voc_idx,
-                                             shape=(n_docs, n_vocab))
-        bm25.scores = {"data": data.astype(bm25.dtype), "indices": indices,
+        scores = np.empty(len(doc_idx), dtype=np.float32)
+        at = 0
+        for tf_array in tf_parts:
+            part = slice(at, at + len(tf_array))
+            l_d = self.lengths[doc_idx[part]].astype(np.float64)
+            tfc = tf_array / (k1 * ((1 - b) + b * l_d / l_avg) + tf_array)
+            scores[part] = (idf[voc_idx[part]] * tfc).astype(np.float32)
+            at += len(tf_array)
+        del tf_parts
+        # Column-major (term, then chunk), as bm25s's own CSC builder orders it: the pairs
+        # are in chunk order, so a stable sort on the term keeps each term's chunks in order.
+        order = np.argsort(voc_idx, kind="stable")
+        del voc_idx
+        indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+        np.cumsum(df, out=indptr[1:])
+        bm25.scores = {"data": scores[order].astype(bm25.dtype), "indices": doc_idx[order],
                        "indptr": indptr, "num_docs": n_docs}
         vocab = dict(self.vocab)
         vocab.setdefault("", len(vocab))  # bm25s adds its empty token after scoring
@@ -243,9 +277,9 @@ def update_bm25(store: Store, fingerprint: str, report: UpdateReport | None = No
     report.removed = corpus.keep(set(stored))
     have = set(corpus.ids)
     new = [cid for cid in stored if cid not in have]
-    fetched = list(store.get_chunks(new))  # an id deleted meanwhile is left out
-    corpus.add(fetched)
-    report.added, report.chunks = len(fetched), len(corpus.ids)
+    # An id deleted meanwhile is left out.
+    report.added = corpus.add(store.get_chunks(new, page=PAGE_CHUNKS))
+    report.chunks = len(corpus.ids)
     if not corpus.ids:
         return None
     bm25 = corpus.index()

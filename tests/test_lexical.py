@@ -99,7 +99,8 @@ def test_a_damaged_tokenised_corpus_is_rebuilt_whole(tmp_path: Path, embed_model
     assert lexical.TokenisedCorpus.load(folder).ids == index.ids
 
 
-def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids() -> None:
+@pytest.mark.parametrize("block", [lexical.BLOCK_CHUNKS, 37, 1])
+def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids(block: int) -> None:
     import bm25s
     import numpy as np
 
@@ -108,7 +109,7 @@ def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids() -> None:
     tokens = rng.integers(0, 300, int(lengths.sum())).astype(np.int32)
     corpus = lexical.TokenisedCorpus([f"c{i}" for i in range(400)], [0] * 400, tokens,
                                      lengths, {f"w{i}": i for i in range(300)})
-    ours = corpus.index()
+    ours = corpus.index(block=block)  # the chunks' terms counted a block at a time
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     reference = bm25s.BM25()
     reference.index(([tokens[bounds[i]:bounds[i + 1]].tolist() for i in range(400)],
@@ -117,6 +118,19 @@ def test_the_scores_are_those_bm25s_computes_from_the_same_token_ids() -> None:
         assert np.array_equal(ours.scores[key], reference.scores[key]), key
     assert ours.scores["num_docs"] == reference.scores["num_docs"]
     assert ours.vocab_dict == reference.vocab_dict
+
+
+def test_chunks_tokenised_a_page_at_a_time_make_the_same_corpus() -> None:
+    chunks = [(f"{name}::c0", text, {"title": name, "day": 20260101 + i})
+              for i, (name, text) in enumerate(ARTICLES.items())]
+    whole, paged = lexical.TokenisedCorpus.empty(), lexical.TokenisedCorpus.empty()
+    assert whole.add(chunks, page=len(chunks)) == len(chunks)
+    assert paged.add(iter(chunks), page=3) == len(chunks)  # pages of 3, 3 and 2
+    assert paged.ids == whole.ids and paged.days == whole.days
+    assert paged.vocab == whole.vocab
+    assert paged.tokens.tolist() == whole.tokens.tolist()
+    assert paged.lengths.tolist() == whole.lengths.tolist()
+    assert paged.add([]) == 0 and len(paged.ids) == len(chunks)
 
 
 @pytest.mark.parametrize("title", ["Floods hit the valley", "", None])
