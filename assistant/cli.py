@@ -329,6 +329,8 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
     after each answer; piped: only the replies, a blank line between them. The error of one
     question is its reply, and the conversation goes on."""
     require_ingested(bot)  # also: an unreachable server fails at start, not at each question
+    with contextlib.suppress(AssistantError):  # then the first question says what is wrong
+        bot.prepare()
     with contextlib.suppress(AttributeError, ValueError, OSError):
         # Bytes that are not text become characters the question cleaner drops.
         sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
@@ -396,6 +398,8 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
         print(bot.ingest().summary(), flush=True)
     else:
         bot.status()  # an unreachable or damaged store is an error now, not on each question
+    with contextlib.suppress(AssistantError):  # an empty store: the page says so per question
+        bot.prepare()  # the index and the models load now, not on the first question
     return serve(bot, watch=not args.no_watch)
 
 

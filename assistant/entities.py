@@ -62,6 +62,10 @@ class EntityTagger:
         self._cache: OrderedDict[str, list[Entity]] = OrderedDict()
         self._cache_size = cache_size
 
+    def load(self) -> None:
+        """Load the recogniser now rather than at the first :meth:`tag`."""
+        self._model()
+
     def _model(self) -> Any:
         with self._lock:
             if not self._loaded:

@@ -172,3 +172,11 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     assert after[2] and all(read_text(corpus / path)[start:end] == quote
                             for path, start, end, quote in after[2])
     assert [(u.full, u.added, u.removed) for u in updates[1:]] == [(False, 1, 1)]
+
+    # A third machine's page server prepares at start: its lexical index is built from the
+    # server then, and its first question updates nothing.
+    third = Assistant(corpus=corpus, store=tmp_path / "machine-c", chroma_url=chroma_url)
+    third._embed = embed_model
+    third.prepare()
+    assert [(u.full, u.chunks) for u in updates[2:]] == [(True, 8)]
+    assert seen(third, questions[1]) == after and len(updates) == 3

@@ -84,3 +84,25 @@ def test_a_read_only_store_directory_still_answers(heldout_bot: Assistant, tmp_p
     monkeypatch.setattr(lexical, "bm25_dir", lambda s: tmp_path / "a-file" / "bm25" / "x")
     index = lexical.load_bm25(store, store.fingerprint())
     assert index.search(QUERIES[0], 3)
+
+
+def test_prepare_loads_what_the_first_question_needs(heldout_bot: Assistant, embed_model,
+                                                     tmp_path: Path) -> None:
+    """A page server prepares at start: after it, the first question builds and loads
+    nothing more."""
+    bot = Assistant(corpus=heldout_bot.settings.corpus, store=heldout_bot.settings.store)
+    bot._embed = embed_model
+    bot.prepare()
+    retriever, answerer = bot._retriever, bot._extractive
+    assert retriever is not None and answerer is not None and bot._tagger._loaded
+    answer = bot.ask(QUERIES[0])
+    assert answer.citations
+    assert bot._retriever is retriever and bot._extractive is answerer
+
+    from assistant.settings import AssistantError
+
+    (tmp_path / "corpus").mkdir()
+    empty = Assistant(corpus=tmp_path / "corpus", store=tmp_path / "store")
+    empty._embed = embed_model
+    with pytest.raises(AssistantError, match="empty"):
+        empty.prepare()
