@@ -45,6 +45,7 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     # word vectors come from the server.
     server = row["server"]
     assert server["second_first_query_s"] > 0 and server["second_p50_ms"] > 0
+    assert server["second_prepare_s"] > 0
     assert (server["second_hit5"], server["second_answer_acc"]) == (server["hit5"],
                                                                     server["answer_acc"])
     assert 1.0 <= server["second_embedded_texts"] < 1.5, server["second_embedded_texts"]
