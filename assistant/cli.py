@@ -326,8 +326,9 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
 
 def _chat(bot: Any, args: argparse.Namespace) -> int:
     """A conversation on stdin. At a terminal: a greeting, a ``> `` prompt and a blank line
-    after each answer; piped: only the replies, a blank line between them. The error of one
-    question is its reply, and the conversation goes on."""
+    after each answer; piped: only the replies, a blank line between them. The index and the
+    models load before the first question (``Assistant.prepare``). The error of one question
+    is its reply, and the conversation goes on."""
     require_ingested(bot)  # also: an unreachable server fails at start, not at each question
     with contextlib.suppress(AssistantError):  # then the first question says what is wrong
         bot.prepare()

@@ -203,11 +203,12 @@ class Assistant:
             store.add_word_vectors(fresh, np.stack([words_file.get(w) for w in fresh]))
 
     def prepare(self) -> None:
-        """Load now what a question otherwise loads on first need: the retriever of the
-        current store (its lexical index brought up to date with the store; on a machine
-        that reads a Chroma server it did not ingest into, built from the server's
-        contents), the embedding model, the entity recogniser and the answer model. The
-        chat page and ``assistant chat`` call it before their first question.
+        """Load the index and the models now rather than on the first question: the
+        retriever of the current store (its lexical index brought up to date with the
+        store; on a machine that reads a Chroma server it did not ingest into, built from
+        the server's contents), the embedding model, the entity recogniser and the answer
+        model. The chat page and ``assistant chat`` call it before their first question
+        (sentence and word vectors are still read as questions reach them).
         :class:`AssistantError` when the store cannot answer (for instance, empty)."""
         self._retriever_for_query()
         self._tagger.load()

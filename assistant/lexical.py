@@ -106,27 +106,29 @@ class TokenisedCorpus:
         import Stemmer
 
         stemmer = Stemmer.Stemmer("english")
+        ids: list[str] = []
+        days: list[int] = []
         tokens, lengths = [self.tokens], [self.lengths]
-        added = 0
         chunks = iter(chunks)
-        while batch := list(itertools.islice(chunks, page)):
+        while batch := list(itertools.islice(chunks, max(1, page))):
             contents = [bm25_content(text or "", meta or {}) for _, text, meta in batch]
             tokenised = bm25s.tokenize(contents, stopwords="en", stemmer=stemmer,
                                        token_pattern=TOKEN_PATTERN, show_progress=False,
                                        return_ids=False)
             new: list[int] = []
             for (cid, _, meta), words in zip(batch, tokenised, strict=True):
-                self.ids.append(cid)
-                self.days.append(int((meta or {}).get("day") or 0))
+                ids.append(cid)
+                days.append(int((meta or {}).get("day") or 0))
                 new.extend(self.vocab.setdefault(w, len(self.vocab)) for w in words)
             tokens.append(np.asarray(new, dtype=np.int32))
             lengths.append(np.fromiter(map(len, tokenised), dtype=np.int32,
                                        count=len(tokenised)))
-            added += len(batch)
-        if added:
+        if ids:  # all four together: a failed read leaves the corpus as it was
             self.tokens = np.concatenate(tokens)
             self.lengths = np.concatenate(lengths)
-        return added
+            self.ids += ids
+            self.days += days
+        return len(ids)
 
     def keep(self, wanted: set[str]) -> int:
         """Drop the chunks whose ids are not in ``wanted``; returns how many were dropped."""
@@ -184,10 +186,13 @@ class TokenisedCorpus:
         # are in chunk order, so a stable sort on the term keeps each term's chunks in order.
         order = np.argsort(voc_idx, kind="stable")
         del voc_idx
+        data = scores[order].astype(bm25.dtype, copy=False)
+        del scores
+        indices = doc_idx[order]
+        del doc_idx, order
         indptr = np.zeros(n_vocab + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
-        bm25.scores = {"data": scores[order].astype(bm25.dtype), "indices": doc_idx[order],
-                       "indptr": indptr, "num_docs": n_docs}
+        bm25.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
         vocab = dict(self.vocab)
         vocab.setdefault("", len(vocab))  # bm25s adds its empty token after scoring
         bm25.vocab_dict = vocab

@@ -88,13 +88,13 @@ def test_a_read_only_store_directory_still_answers(heldout_bot: Assistant, tmp_p
 
 def test_prepare_loads_what_the_first_question_needs(heldout_bot: Assistant, embed_model,
                                                      tmp_path: Path) -> None:
-    """A page server prepares at start: after it, the first question builds and loads
-    nothing more."""
+    """A page server prepares at start: after it, the first question neither builds the
+    retriever nor loads a model."""
     bot = Assistant(corpus=heldout_bot.settings.corpus, store=heldout_bot.settings.store)
     bot._embed = embed_model
     bot.prepare()
     retriever, answerer = bot._retriever, bot._extractive
-    assert retriever is not None and answerer is not None and bot._tagger._loaded
+    assert retriever is not None and answerer is not None and bot._tagger._nlp is not None
     answer = bot.ask(QUERIES[0])
     assert answer.citations
     assert bot._retriever is retriever and bot._extractive is answerer
