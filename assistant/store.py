@@ -1050,12 +1050,32 @@ class Store:
             if len(ids) < page:
                 return out
 
-    def get_chunks(self, ids: list[str], page: int = 5000) -> Iterator[tuple[str, str, dict]]:
-        """The stored chunks of ``ids`` as ``(id, text, metadata)`` (missing ids left out)."""
-        for b in range(0, len(ids), page):
+    def get_chunks(self, ids: list[str], page: int = 5000, ahead: bool = False
+                   ) -> Iterator[tuple[str, str, dict]]:
+        """The stored chunks of ``ids`` as ``(id, text, metadata)`` (missing ids left out),
+        read ``page`` at a time. ``ahead``: the next page is read in a thread while the
+        caller works on this one (for a reader that spends as long on each page as the
+        store does: the lexical index's tokeniser)."""
+
+        def read(b: int) -> Any:
             with self._guard():
-                got = self.chunks.get(ids=ids[b : b + page],
-                                      include=["documents", "metadatas"])
+                return self.chunks.get(ids=ids[b : b + page],
+                                       include=["documents", "metadatas"])
+
+        starts = range(0, len(ids), max(1, page))
+        if not ahead or len(starts) < 2:
+            for b in starts:
+                got = read(b)
+                yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(read, starts[0])
+            for b in starts[1:]:
+                got, pending = pending.result(), pool.submit(read, b)
+                yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            got = pending.result()
             yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
 
     # -- writes ---------------------------------------------------------------------------

@@ -87,6 +87,17 @@ def test_an_ingest_reads_only_the_chunks_it_added(tmp_path: Path, embed_model,
     assert not any(i.startswith("story-6.txt") for i in updated.ids)
 
 
+def test_chunks_read_a_page_ahead_are_those_read_in_turn(tmp_path: Path,
+                                                        embed_model) -> None:
+    store = corpus_bot(tmp_path, ARTICLES, embed_model).store
+    ids = [*sorted(store.all_chunk_ids()), "no-such-chunk"]
+    in_turn = list(store.get_chunks(ids, page=3))
+    assert sorted(c[0] for c in in_turn) == ids[:-1]  # a missing id is left out
+    assert list(store.get_chunks(ids, page=3, ahead=True)) == in_turn  # pages of 3, 3, 3
+    assert list(store.get_chunks(ids, page=100, ahead=True)) == in_turn  # one page
+    assert list(store.get_chunks([], ahead=True)) == []
+
+
 def test_a_damaged_tokenised_corpus_is_rebuilt_whole(tmp_path: Path, embed_model) -> None:
     bot = corpus_bot(tmp_path, ARTICLES, embed_model)
     store = bot.store
