@@ -729,8 +729,9 @@ def test_adversarial_text_is_chunked_in_linear_time(unit: str, count: int) -> No
         return took
 
     small, large = unit * (count // 8), unit * (count // 2)
-    base = min(seconds(small), seconds(small))
-    assert seconds(large) / base < 10  # linear: ~4; quadratic: ~16
+    # The best of three on each side: a burst of load during one run inflates that run only.
+    base = min(seconds(small) for _ in range(3))
+    assert min(seconds(large) for _ in range(3)) / base < 10  # linear: ~4; quadratic: ~16
 
 
 _QUESTIONS = st.one_of(
