@@ -1057,12 +1057,14 @@ class Store:
         caller works on this one (for a reader that spends as long on each page as the
         store does: the lexical index's tokeniser)."""
 
+        step = max(1, page)
+
         def read(b: int) -> Any:
             with self._guard():
-                return self.chunks.get(ids=ids[b : b + page],
+                return self.chunks.get(ids=ids[b : b + step],
                                        include=["documents", "metadatas"])
 
-        starts = range(0, len(ids), max(1, page))
+        starts = range(0, len(ids), step)
         if not ahead or len(starts) < 2:
             for b in starts:
                 got = read(b)
