@@ -282,9 +282,9 @@ def update_bm25(store: Store, fingerprint: str, report: UpdateReport | None = No
     report.removed = corpus.keep(set(stored))
     have = set(corpus.ids)
     new = [cid for cid in stored if cid not in have]
-    # An id deleted meanwhile is left out.
-    # The next page is read while this one is tokenised: a whole build of 100,000 chunks
-    # took 35-37 s instead of 51-74 (embedded) and 33-34 s instead of 46-59 (from a server).
+    # An id deleted meanwhile is left out. The next page is read while this one is
+    # tokenised: a whole build of 100,000 chunks took 35-37 s instead of 51-74 (embedded)
+    # and 33-34 s instead of 46-59 (from a server).
     report.added = corpus.add(store.get_chunks(new, page=PAGE_CHUNKS, ahead=True))
     report.chunks = len(corpus.ids)
     if not corpus.ids:

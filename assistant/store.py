@@ -1064,20 +1064,23 @@ class Store:
                 return self.chunks.get(ids=ids[b : b + step],
                                        include=["documents", "metadatas"])
 
-        starts = range(0, len(ids), step)
-        if not ahead or len(starts) < 2:
-            for b in starts:
-                got = read(b)
-                yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            return
-        from concurrent.futures import ThreadPoolExecutor
+        def pages() -> Iterator[Any]:
+            starts = range(0, len(ids), step)
+            if not ahead or len(starts) < 2:
+                yield from map(read, starts)
+                return
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(read, starts[0])
-            for b in starts[1:]:
-                got, pending = pending.result(), pool.submit(read, b)
-                yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            got = pending.result()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = None
+                for b in starts:
+                    following = pool.submit(read, b)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = following
+                yield pending.result()
+
+        for got in pages():
             yield from zip(got["ids"], got["documents"], got["metadatas"], strict=True)
 
     # -- writes ---------------------------------------------------------------------------
