@@ -102,6 +102,42 @@ def test_interrupted_article_is_rewritten(bot: Assistant) -> None:
     assert all(d.complete for d in bot.store.stored_docs().values())
 
 
+def test_an_incremental_ingest_trusts_the_last_runs_record_only_while_it_holds(
+        bot: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    bot.ingest()
+    reads = [0]
+    read_back = Store.stored_docs
+
+    def counting(self: Store):
+        reads[0] += 1
+        return read_back(self)
+
+    monkeypatch.setattr(Store, "stored_docs", counting)
+    corpus = bot.settings.corpus
+    (corpus / "budget.md").write_text("# City budget fails\n\nThe council rejected it.")
+    (corpus / "fire.txt").write_text("A fire destroyed the old mill on Tuesday night.")
+    report = bot.ingest()
+    assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
+    assert reads[0] == 0, "the store was as the last run left it: nothing to read back"
+    held = read_back(bot.store)
+    assert sorted(held) == ["budget.md", "fire.txt", "floods.txt"]
+    assert all(d.complete for d in held.values())
+    index = json.loads(bot.store.layout.files_index(bot.store.name).read_text())
+    assert {d: tuple(v) for d, v in index["held"].items()} == {
+        d: (s.sha256, s.present) for d, s in held.items()}
+    assert index["fingerprint"] == bot.store.fingerprint()
+
+    # The store changed behind the record (part of an article lost): it is read back.
+    ids = bot.store.chunks.get(where={"doc_id": "fire.txt"})["ids"]
+    bot.store.chunks.delete(ids=ids)
+    (corpus / "floods.txt").write_text(ARTICLES["floods.txt"] + " Schools stayed shut.")
+    report = bot.ingest()
+    assert reads[0] == 1
+    assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
+    assert "Schools stayed shut" in bot.ask("What stayed shut after the floods?").text
+    assert sorted(read_back(bot.store)) == ["budget.md", "fire.txt", "floods.txt"]
+
+
 def test_skipped_files_are_reported_and_rest_ingested(bot: Assistant) -> None:
     bot.ingest()
     corpus = bot.settings.corpus
