@@ -216,8 +216,10 @@ class Assistant:
 
     def status(self) -> dict[str, Any]:
         """Articles and chunks indexed, and the active answer backend."""
+        from assistant.ingest import held_articles
+
         self.store.refresh()
-        docs = self.store.stored_docs() if self.store.exists() else {}
+        docs = held_articles(self.settings, self.store) if self.store.exists() else {}
         return {
             "articles": len(docs),
             "chunks": sum(d.present for d in docs.values()),

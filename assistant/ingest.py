@@ -247,6 +247,14 @@ def stored_articles(store: Store, known: FileIndex | None) -> dict[str, StoredDo
     return store.stored_docs()
 
 
+def held_articles(settings: Settings, store: Store) -> dict[str, StoredDoc]:
+    """What the store holds of each article (see :func:`stored_articles`), for a reader:
+    the status line, whose count would otherwise read every chunk back."""
+    max_bytes = math.ceil(settings.max_file_mb * 1024 * 1024)
+    return stored_articles(store, FileIndex.load(_index_path(settings, store),
+                                                 settings.corpus, max_bytes))
+
+
 def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
                      max_bytes: int = MAX_FILE_BYTES) -> bool:
     """True when no corpus file changed since the last complete ingest and the store is

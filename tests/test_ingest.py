@@ -126,6 +126,7 @@ def test_an_incremental_ingest_trusts_the_last_runs_record_only_while_it_holds(
     assert {d: tuple(v) for d, v in index["held"].items()} == {
         d: (s.sha256, s.present) for d, s in held.items()}
     assert index["fingerprint"] == bot.store.fingerprint()
+    assert (bot.status()["articles"], reads[0]) == (3, 0)  # the status line reads none back
 
     # The store changed behind the record (part of an article lost): it is read back.
     ids = bot.store.chunks.get(where={"doc_id": "fire.txt"})["ids"]

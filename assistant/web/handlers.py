@@ -59,7 +59,7 @@ class _Page:
         """The status line (HTML): the index, and the watcher's state when there is one.
 
         The page asks for it every few seconds while the corpus is watched; the index's
-        part (which reads every chunk's metadata) is made again only after an ingest."""
+        part is made again only after an ingest."""
         watcher = self.watcher
         if watcher is None:
             return status_line(self.bot)
