@@ -180,3 +180,44 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     third.prepare()
     assert [(u.full, u.chunks) for u in updates[2:]] == [(True, 8)]
     assert seen(third, questions[1]) == after and len(updates) == 3
+
+
+def test_two_machines_ingesting_into_one_server_each_notice_the_others_writes(
+        tmp_path: Path, chroma_url: str, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each machine keeps a record of what its last ingest left on the server and trusts
+    it only while the server is still so: after the other machine's ingest it reads the
+    server back, finds the change already stored and writes nothing."""
+    from assistant.store import Store
+    from tests.test_lexical import ARTICLES
+
+    corpus = tmp_path / "news"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    reads = [0]
+    read_back = Store.stored_docs
+
+    def counting(self: Store):
+        reads[0] += 1
+        return read_back(self)
+
+    monkeypatch.setattr(Store, "stored_docs", counting)
+    a = Assistant(corpus=corpus, store=tmp_path / "machine-a", chroma_url=chroma_url)
+    b = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url)
+    a._embed = b._embed = embed_model
+    assert a.ingest().new == len(ARTICLES)  # (its first: it reads the empty store)
+    reads[0] = 0
+    got = b.ingest()  # no record of its own yet: the server is read back once
+    assert (got.new, got.changed, got.unchanged, got.chunks_embedded) == (
+        0, 0, len(ARTICLES), 0)
+    assert reads[0] == 1
+
+    (corpus / "story-6.txt").write_text(ARTICLES["story-6.txt"].replace(
+        "after 8 days", "after 11 days"), encoding="utf-8")
+    got = a.ingest()  # its record still holds: nothing read back
+    assert (got.changed, got.chunks_embedded > 0, reads[0]) == (1, True, 1)
+    got = b.ingest()  # its record is outdated by a's ingest: read back, nothing to write
+    assert (got.changed, got.new, got.chunks_embedded, reads[0]) == (0, 0, 0, 2)
+    question = "After how many days of storms did the harbour of Garth reopen?"
+    assert a.ask(question).short_answer == b.ask(question).short_answer == "11"
+    assert b.status()["articles"] == a.status()["articles"] == len(ARTICLES)
