@@ -46,6 +46,22 @@ def q8_env(monkeypatch: pytest.MonkeyPatch, q8_cache: Path) -> Path:
 
 
 @pytest.fixture
+def store_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the times a store's articles are read back from Chroma (``stored_docs``)."""
+    from assistant.store import Store
+
+    reads = [0]
+    read_back = Store.stored_docs
+
+    def counting(self: Store):
+        reads[0] += 1
+        return read_back(self)
+
+    monkeypatch.setattr(Store, "stored_docs", counting)
+    return reads
+
+
+@pytest.fixture
 def corpus_dir(tmp_path: Path) -> Path:
     """A corpus holding the real article."""
     corpus = tmp_path / "corpus"

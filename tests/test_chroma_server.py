@@ -183,25 +183,17 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
 
 
 def test_two_machines_ingesting_into_one_server_each_notice_the_others_writes(
-        tmp_path: Path, chroma_url: str, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, chroma_url: str, embed_model, store_reads: list[int]) -> None:
     """Each machine keeps a record of what its last ingest left on the server and trusts
     it only while the server is still so: after the other machine's ingest it reads the
     server back, finds the change already stored and writes nothing."""
-    from assistant.store import Store
     from tests.test_lexical import ARTICLES
 
     corpus = tmp_path / "news"
     corpus.mkdir()
     for name, text in ARTICLES.items():
         (corpus / name).write_text(text, encoding="utf-8")
-    reads = [0]
-    read_back = Store.stored_docs
-
-    def counting(self: Store):
-        reads[0] += 1
-        return read_back(self)
-
-    monkeypatch.setattr(Store, "stored_docs", counting)
+    reads = store_reads
     a = Assistant(corpus=corpus, store=tmp_path / "machine-a", chroma_url=chroma_url)
     b = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url)
     a._embed = b._embed = embed_model

@@ -103,40 +103,34 @@ def test_interrupted_article_is_rewritten(bot: Assistant) -> None:
 
 
 def test_an_incremental_ingest_trusts_the_last_runs_record_only_while_it_holds(
-        bot: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+        bot: Assistant, store_reads: list[int]) -> None:
     bot.ingest()
-    reads = [0]
-    read_back = Store.stored_docs
-
-    def counting(self: Store):
-        reads[0] += 1
-        return read_back(self)
-
-    monkeypatch.setattr(Store, "stored_docs", counting)
     corpus = bot.settings.corpus
     (corpus / "budget.md").write_text("# City budget fails\n\nThe council rejected it.")
     (corpus / "fire.txt").write_text("A fire destroyed the old mill on Tuesday night.")
+    store_reads[0] = 0
     report = bot.ingest()
-    assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
-    assert reads[0] == 0, "the store was as the last run left it: nothing to read back"
-    held = read_back(bot.store)
+    articles = bot.status()["articles"]
+    assert store_reads[0] == 0, "the store was as the last run left it: nothing read back"
+    assert (report.new, report.changed, report.unchanged, articles) == (1, 1, 1, 3)
+    held = bot.store.stored_docs()
     assert sorted(held) == ["budget.md", "fire.txt", "floods.txt"]
     assert all(d.complete for d in held.values())
     index = json.loads(bot.store.layout.files_index(bot.store.name).read_text())
     assert {d: tuple(v) for d, v in index["held"].items()} == {
         d: (s.sha256, s.present) for d, s in held.items()}
     assert index["fingerprint"] == bot.store.fingerprint()
-    assert (bot.status()["articles"], reads[0]) == (3, 0)  # the status line reads none back
 
     # The store changed behind the record (part of an article lost): it is read back.
     ids = bot.store.chunks.get(where={"doc_id": "fire.txt"})["ids"]
     bot.store.chunks.delete(ids=ids)
     (corpus / "floods.txt").write_text(ARTICLES["floods.txt"] + " Schools stayed shut.")
+    store_reads[0] = 0
     report = bot.ingest()
-    assert reads[0] == 1
+    assert store_reads[0] == 1
     assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
     assert "Schools stayed shut" in bot.ask("What stayed shut after the floods?").text
-    assert sorted(read_back(bot.store)) == ["budget.md", "fire.txt", "floods.txt"]
+    assert sorted(bot.store.stored_docs()) == ["budget.md", "fire.txt", "floods.txt"]
 
 
 def test_skipped_files_are_reported_and_rest_ingested(bot: Assistant) -> None:
