@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,11 @@ def stored_articles(store: Store, known: FileIndex | None) -> dict[str, StoredDo
     (the record's own hashes give it too) and as many chunks as the record counts, so no
     other article and no part of one is there. Otherwise it is read from the store."""
     if known is not None and known.fingerprint and known.held:
-        held = {d: StoredDoc(str(sha), int(n), int(n)) for d, (sha, n) in known.held.items()}
+        try:
+            held = {d: StoredDoc(str(sha), int(n), int(n))
+                    for d, (sha, n) in known.held.items()}
+        except (TypeError, ValueError):  # not a record this code wrote
+            return store.stored_docs()
         if (store.fingerprint() == known.fingerprint
                 and corpus_fingerprint({d: s.sha256 for d, s in held.items()})
                 == known.fingerprint
@@ -383,11 +388,13 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                     report.new += 1
                     report.added.append(article.path)
         gone = [d for d in stored if d not in current and not kept(d)]
-        if (todo or gone) and previous:
+        run = uuid.uuid4().hex if (todo or gone) and not rebuild else ""
+        if run:
             # Until this run completes the store matches no corpus: a run killed midway
-            # is then noticed, and its leftovers cleaned up, by the next.
+            # is then noticed, and its leftovers cleaned up, by the next. Its token tells
+            # it at the end whether another machine's ingest wrote meanwhile.
             FileIndex.drop(index_path)
-            store.set_fingerprint("")
+            store.set_fingerprint("", writing=run)
         for doc_id in gone:
             log.info("removing %s", doc_id)
             store.delete_doc(doc_id)
@@ -407,12 +414,13 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
                 progress(done, total)
         # What the store holds now: what it held, less the articles removed or rewritten,
         # plus those written (each rewrite deleted its earlier chunks). Read back from the
-        # store when the chunk count says otherwise.
+        # store when another ingest wrote meanwhile or the chunk count says otherwise.
         removed = set(gone)
         held = {d: s for d, s in stored.items() if d not in written and d not in removed}
         sha = {a.doc_id: a.sha256 for a in todo}
         held.update({d: StoredDoc(sha[d], n, n) for d, n in written.items() if n})
-        if store.count() != sum(s.present for s in held.values()):
+        alone = (store.writing_run() == run) if run else (store.fingerprint() == previous)
+        if not alone or store.count() != sum(s.present for s in held.values()):
             held = store.stored_docs()
         docs = {d: s.sha256 for d, s in held.items() if s.complete}
         fingerprint = corpus_fingerprint(docs)

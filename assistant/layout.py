@@ -115,9 +115,10 @@ class StoreLayout:
     def leftovers(self) -> Iterator[Path]:
         """Temporary files and folders of killed runs: half-written BM25 indexes and word
         vectors (``.bm25-*``, ``.words-*``), previous ones set aside (``*.old``), folders
-        being deleted (``.*.deleting-*``) and half-written pointers (``*.tmp``)."""
+        being deleted (``.*.deleting-*``), half-written pointers and file indexes
+        (``*.tmp``)."""
         patterns = [(self.root, ".*.deleting-*"), (self.chroma, ".*.deleting-*"),
-                    (self.generations, ".*.tmp")]
+                    (self.generations, ".*.tmp"), (self.root / "files", ".*.tmp")]
         for sub, prefix in (("bm25", ".bm25-*"), ("words", ".words-*")):
             folder = self.root / sub
             patterns += [(folder, prefix), (folder, "*.old"), (folder, ".*.deleting-*")]

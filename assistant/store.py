@@ -957,6 +957,11 @@ class Store:
         """
         return str((self._fresh_chunks().metadata or {}).get("fingerprint", ""))
 
+    def writing_run(self) -> str:
+        """The token of the last ingest that began writing and has not completed ('' once
+        one completes): another machine's ingest into the same server changes it."""
+        return str((self._fresh_chunks().metadata or {}).get("writing", ""))
+
     def recorded_chunks(self) -> int | None:
         """The chunk count recorded with the fingerprint (None if none)."""
         value = (self._fresh_chunks().metadata or {}).get("chunks")
@@ -983,11 +988,13 @@ class Store:
         self._chunks = col
         return col
 
-    def set_fingerprint(self, value: str, chunks: int | None = None) -> None:
-        """Record the corpus fingerprint (and counts) once an ingest has completed."""
+    def set_fingerprint(self, value: str, chunks: int | None = None, writing: str = "") -> None:
+        """Record the corpus fingerprint (and counts) once an ingest has completed; with
+        ``value`` empty and ``writing`` a run's token, that the run has begun writing."""
         meta = dict(self._fresh_chunks().metadata or {})
         meta.update(self.expected)
         meta["fingerprint"] = value
+        meta["writing"] = writing
         if value:
             meta["indexed_at"] = time.time()
         if chunks is not None:

@@ -102,35 +102,67 @@ def test_interrupted_article_is_rewritten(bot: Assistant) -> None:
     assert all(d.complete for d in bot.store.stored_docs().values())
 
 
+LONG = "Harbour works\n\n" + " ".join(
+    f"Crane {i} lifted {i + 3} containers onto the quay on day {i}." for i in range(80))
+
+
 def test_an_incremental_ingest_trusts_the_last_runs_record_only_while_it_holds(
         bot: Assistant, store_reads: list[int]) -> None:
-    bot.ingest()
     corpus = bot.settings.corpus
+    (corpus / "harbour.txt").write_text(LONG)
+    bot.ingest()
     (corpus / "budget.md").write_text("# City budget fails\n\nThe council rejected it.")
     (corpus / "fire.txt").write_text("A fire destroyed the old mill on Tuesday night.")
+    (corpus / "floods.txt").unlink()
     store_reads[0] = 0
     report = bot.ingest()
     articles = bot.status()["articles"]
     assert store_reads[0] == 0, "the store was as the last run left it: nothing read back"
-    assert (report.new, report.changed, report.unchanged, articles) == (1, 1, 1, 3)
+    assert (report.new, report.changed, report.removed, report.unchanged, articles) == (
+        1, 1, 1, 1, 3)
     held = bot.store.stored_docs()
-    assert sorted(held) == ["budget.md", "fire.txt", "floods.txt"]
-    assert all(d.complete for d in held.values())
+    assert sorted(held) == ["budget.md", "fire.txt", "harbour.txt"]
+    assert all(d.complete for d in held.values()) and held["harbour.txt"].n_chunks > 1
     index = json.loads(bot.store.layout.files_index(bot.store.name).read_text())
     assert {d: tuple(v) for d, v in index["held"].items()} == {
         d: (s.sha256, s.present) for d, s in held.items()}
     assert index["fingerprint"] == bot.store.fingerprint()
 
-    # The store changed behind the record (part of an article lost): it is read back.
-    ids = bot.store.chunks.get(where={"doc_id": "fire.txt"})["ids"]
-    bot.store.chunks.delete(ids=ids)
-    (corpus / "floods.txt").write_text(ARTICLES["floods.txt"] + " Schools stayed shut.")
+    # The store changed behind the record (one chunk of an article lost): it is read back
+    # and the article written again.
+    ids = bot.store.chunks.get(where={"doc_id": "harbour.txt"})["ids"]
+    bot.store.chunks.delete(ids=ids[-1:])
+    (corpus / "fire.txt").write_text("A fire destroyed the old mill. Schools stayed shut.")
     store_reads[0] = 0
     report = bot.ingest()
     assert store_reads[0] == 1
     assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
-    assert "Schools stayed shut" in bot.ask("What stayed shut after the floods?").text
-    assert sorted(bot.store.stored_docs()) == ["budget.md", "fire.txt", "floods.txt"]
+    assert "Schools stayed shut" in bot.ask("What stayed shut after the fire?").text
+    held = bot.store.stored_docs()
+    assert all(d.complete for d in held.values()) and len(held) == 3
+
+
+def test_an_ingest_that_another_wrote_beside_reads_the_store_back(
+        bot: Assistant, store_reads: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another machine's ingest into the same server, begun while this one writes, marks
+    the store with its own token: this run then takes what the store holds from the store,
+    not from what it wrote."""
+    import assistant.ingest as ingest_module
+
+    bot.ingest()
+    real = ingest_module._write_group
+
+    def beside(settings, store, *args):
+        written = real(settings, store, *args)
+        store.set_fingerprint("", writing="another machine's run")
+        return written
+
+    monkeypatch.setattr(ingest_module, "_write_group", beside)
+    (bot.settings.corpus / "fire.txt").write_text("A fire destroyed the old mill.")
+    store_reads[0] = 0
+    assert bot.ingest().new == 1
+    assert store_reads[0] == 1
+    assert bot.store.writing_run() == "" and bot.store.fingerprint()
 
 
 def test_skipped_files_are_reported_and_rest_ingested(bot: Assistant) -> None:

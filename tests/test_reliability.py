@@ -545,10 +545,12 @@ def test_leftovers_of_killed_runs_are_removed(small_store: Assistant, embed_mode
     for d in leftovers:
         (d / "part").mkdir(parents=True)
     (store / ".user-file").write_text("not ours")
+    half_written_index = store / "files" / f".{name}.json.4242.tmp"
+    half_written_index.write_text('{"corpus": ')
     bot = new_bot(small_store.settings.corpus, store, embed_model)
     report = bot.ingest()
     assert report.unchanged == 2 and report.chunks_embedded == 0
-    assert [d for d in leftovers if d.exists()] == []
+    assert [d for d in [*leftovers, half_written_index] if d.exists()] == []
     assert (store / ".user-file").read_text() == "not ours"
     assert bot.ask(Q_BOATS).short_answer == "42"
 
@@ -691,7 +693,9 @@ def test_chunks_are_exact_spans_that_cover_the_document(text: str, data) -> None
         assert text[c.start : c.end] == c.text
         assert start <= c.start < c.end <= len(text)
         assert c.text == c.text.strip() or not c.text[0].isspace()
-        assert count_tokens(c.text) <= size + len(c.sentences)  # joins may add a token each
+        # The limit holds for the chunk's sentences counted one by one, as the chunker counts
+        # them; the whitespace between them (and tiktoken's merges across it) can add a few.
+        assert sum(count_tokens(text[s:e]) for s, e in c.sentences) <= size
         for s, e in c.sentences:
             assert c.start <= s < e <= c.end
             assert text[s:e].strip() == text[s:e]
@@ -717,14 +721,14 @@ def test_chunks_are_exact_spans_that_cover_the_document(text: str, data) -> None
 ])
 def test_adversarial_text_is_chunked_in_linear_time(unit: str, count: int) -> None:
     """Four times the text takes about four times as long, not sixteen (quadratic splitting
-    took minutes here: 80 KB of "Mr. " took 37 s). A ratio within one run, so a loaded
-    machine slows both sides alike."""
+    took minutes here: 80 KB of "Mr. " took 37 s). A ratio of CPU times within one run: a
+    loaded machine delays the test, but does not add to the CPU time it uses."""
     count_tokens("warm up")
 
     def seconds(text: str) -> float:
-        started = time.perf_counter()
+        started = time.process_time()
         chunks = chunk_article(text)
-        took = time.perf_counter() - started
+        took = time.process_time() - started
         assert all(text[c.start : c.end] == c.text for c in chunks)
         return took
 
