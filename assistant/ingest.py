@@ -334,11 +334,14 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
 
     ``rebuild`` writes a new generation beside the current one, which readers keep using
     until the new one is complete and the pointer names it; ``store`` then follows it.
-    While the run lasts, its progress file tells readers how far it is.
+    While the run lasts, its progress file tells readers how far it is. On a Chroma server
+    the run holds the store's ingest lease (:mod:`assistant.lease`): another machine's
+    ingest waits for it, and a run whose lease was taken over stops before writing more.
     """
     started = time.perf_counter()
     report = IngestReport()
     with (ingest_lock(settings.store, settings.lock_timeout),
+          store.ingest_lease(settings.lock_timeout) as lease,
           IngestProgress(store, rebuild) as tracker):
         StoreLayout(settings.store).remove_leftovers()
         if not rebuild:
@@ -405,6 +408,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         new_words: set[str] = set()
         written: dict[str, int] = {}
         for group in _groups(todo):
+            lease.check()
             report.chunks_embedded += _write_group(settings, store, embed_model, group,
                                                    new_words, written)
             done += sum(len(a.body) for a in group)
@@ -412,6 +416,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             tracker.update(files, len(todo))
             if progress:
                 progress(done, total)
+        lease.check()  # another machine's run took over: leave the end to it
         # What the store holds now: what it held, less the articles removed or rewritten,
         # plus those written (each rewrite deleted its earlier chunks). Read back from the
         # store when another ingest wrote meanwhile or the chunk count says otherwise.

@@ -49,6 +49,7 @@ from assistant.layout import (
     StoreLayout,
     generation_name,
 )
+from assistant.lease import IngestLease, Lease, NoLease, lease_name
 from assistant.settings import AssistantError, Settings
 
 __all__ = ["SCHEMA", "IngestRunning", "Store", "generation_name"]
@@ -635,6 +636,24 @@ class Store:
             log.warning("could not delete generation %d: %s", old, exc)
             return
         self._write_pointer(target.generation)
+
+    @contextmanager
+    def ingest_lease(self, timeout: float) -> Iterator[IngestLease]:
+        """Hold what keeps other machines from writing this store for the ``with`` block:
+        on a Chroma server its ingest lease (:mod:`assistant.lease`), waiting up to
+        ``timeout`` seconds for another machine's run; embedded, nothing (the caller
+        holds the store directory's lock)."""
+        if not self.settings.chroma_url:
+            yield NoLease()
+            return
+        lease = Lease(self.client, lease_name(self.base), self.settings.chroma_url)
+        with self._guard():
+            lease.acquire(timeout)
+        try:
+            yield lease
+        finally:
+            with self._guard():
+                lease.release()
 
     def drop_leftovers(self) -> None:
         """Delete the generations a killed rebuild left (the one it was building, or the

@@ -213,3 +213,55 @@ def test_two_machines_ingesting_into_one_server_each_notice_the_others_writes(
     question = "After how many days of storms did the harbour of Garth reopen?"
     assert a.ask(question).short_answer == b.ask(question).short_answer == "11"
     assert b.status()["articles"] == a.status()["articles"] == len(ARTICLES)
+
+
+def test_one_machine_at_a_time_ingests_into_a_server_store(
+        tmp_path: Path, chroma_url: str, embed_model) -> None:
+    """While one machine ingests, another's ingest waits for the server's ingest lease and
+    stops with a one-line error naming the holder, having written nothing; a run whose lease
+    another machine took over stops before finishing, and the next ingest finishes its work."""
+    from assistant.lease import LeaseLost, lease_name
+    from assistant.settings import AssistantError
+    from tests.test_lexical import ARTICLES
+
+    corpus = tmp_path / "news"
+    corpus.mkdir()
+    for name, text in ARTICLES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    a = Assistant(corpus=corpus, store=tmp_path / "machine-a", chroma_url=chroma_url)
+    b = Assistant(corpus=corpus, store=tmp_path / "machine-b", chroma_url=chroma_url,
+                  lock_timeout=0.5)
+    a._embed = b._embed = embed_model
+    refused: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        with pytest.raises(AssistantError) as err:
+            b.ingest()
+        refused.append(str(err.value))
+
+    assert a.ingest(progress=meanwhile).new == len(ARTICLES)
+    assert len(refused) == 1 and "another ingest is writing" in refused[0], refused
+    assert chroma_url in refused[0] and "\n" not in refused[0]
+    assert not (tmp_path / "machine-b" / "files").exists()  # b did not get to its scan
+    got = b.ingest()  # a has finished: b's turn, nothing left to write
+    assert (got.new, got.changed, got.chunks_embedded) == (0, 0, 0)
+
+    # a's lease is taken over mid-run (another machine judged it dead): a stops.
+    (corpus / "story-6.txt").write_text(ARTICLES["story-6.txt"].replace(
+        "after 8 days", "after 11 days"), encoding="utf-8")
+    client = a.store.client
+    name = lease_name(a.store.base)
+
+    def taken_over(done: int, total: int) -> None:
+        client.delete_collection(name)
+        client.create_collection(name, metadata={"run": "other", "host": "elsewhere",
+                                                 "pid": 1, "started": 0.0, "renewed": 0.0})
+
+    with pytest.raises(LeaseLost, match="took over this ingest's lease"):
+        a.ingest(progress=taken_over)
+    assert a.store.fingerprint() == ""  # left unfinished, as a killed run
+    client.delete_collection(name)
+    got = b.ingest()  # finishes a's work: the change is stored, the index records it
+    assert got.chunks_embedded == 0 and b.store.fingerprint()
+    question = "After how many days of storms did the harbour of Garth reopen?"
+    assert a.ask(question).short_answer == b.ask(question).short_answer == "11"
