@@ -425,14 +425,14 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         sha = {a.doc_id: a.sha256 for a in todo}
         held.update({d: StoredDoc(sha[d], n, n) for d, n in written.items() if n})
         alone = (store.writing_run() == run) if run else (store.fingerprint() == previous)
-        if not alone or store.count() != sum(s.present for s in held.values()):
+        chunks = store.count()  # from here on this run writes no chunk
+        if not alone or chunks != sum(s.present for s in held.values()):
             held = store.stored_docs()
         docs = {d: s.sha256 for d, s in held.items() if s.complete}
         fingerprint = corpus_fingerprint(docs)
         changed = bool(todo or report.removed or rebuild)
         # After a killed run the recorded fingerprint, the chunk count, the sentence
         # records or the BM25 index disagree with the store: finish that run's work.
-        chunks = store.count()
         if (changed or store.fingerprint() != fingerprint or store.recorded_chunks() != chunks
                 or store.sentence_count() != chunks or bm25_fingerprint(store) != fingerprint):
             if store.sentence_count() != chunks and (orphans := store.delete_orphan_sentences()):
@@ -441,12 +441,12 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             update_bm25(store, fingerprint, lexical)
             log.info("BM25 index of %d chunks: %d added, %d removed%s", lexical.chunks,
                      lexical.added, lexical.removed, " (built whole)" if lexical.full else "")
-            store.set_fingerprint(fingerprint, chunks=store.count())
+            store.set_fingerprint(fingerprint, chunks=chunks)
         index.remember(held, fingerprint)
         index.save()
         if on_complete:
             on_complete(previous, new_words, report.unchanged == 0 and not keep, store)
-        report.chunks = store.count()
+        report.chunks = chunks
         if rebuild:
             serving.switch_to(store)  # readers move to the new generation
     report.seconds = time.perf_counter() - started
