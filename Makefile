@@ -6,8 +6,10 @@ GOLD := evals/gold/corpus.jsonl evals/gold/chat.jsonl
 # The eval gate: raise these as the system improves (never lower them to pass).
 HELDOUT := evals/heldout/questions.jsonl evals/heldout/chat.jsonl
 HELDOUT_GATE := --fail-under answer_accuracy=0.69 --fail-under citation_validity=1.0 \
+                --fail-under short_answer_quoted=1.0 \
                 --fail-under abstention_recall=0.39 --fail-under false_abstention_rate=0.10
 EVAL_GATE := --fail-under answer_accuracy=0.78 --fail-under citation_validity=1.0 \
+             --fail-under short_answer_quoted=1.0 \
              --fail-under abstention_recall=0.39 --fail-under false_abstention_rate=0.04
 
 # The real-news gate (dev-2024 of ../shared/news-qa; skipped with one line when absent).
@@ -15,12 +17,13 @@ EVAL_GATE := --fail-under answer_accuracy=0.78 --fail-under citation_validity=1.
 # week of the newest article, a year after most of these quizzes.
 NEWS_GATE := --fail-under answer_accuracy=0.62 --fail-under short_answer_accuracy=0.44 \
              --fail-under abstention_recall=0.92 --fail-under false_abstention_rate=0.03 \
-             --fail-under citation_validity=1.0
+             --fail-under citation_validity=1.0 --fail-under short_answer_quoted=1.0
 # The same questions, each asked as on its quiz date (--as-of): later articles left out, time
 # words counted from that day.
 NEWS_AS_OF_GATE := --fail-under answer_accuracy=0.64 --fail-under short_answer_accuracy=0.47 \
              --fail-under abstention_recall=0.92 --fail-under false_abstention_rate=0.02 \
-             --fail-under citation_validity=1.0 --fail-under hit@5=0.96
+             --fail-under citation_validity=1.0 --fail-under hit@5=0.96 \
+             --fail-under short_answer_quoted=1.0
 NEWS_SET ?= dev-2024
 
 .PHONY: run test lint unit eval eval-news train bench serve chromium clean

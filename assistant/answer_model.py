@@ -82,10 +82,22 @@ class Policy:
     small_corpus: int = 50
     small_threshold: float = 0.3
     small_rules: list[str] = field(default_factory=list)
+    # When the span ranker's short answer lies in a sentence the answer does not quote:
+    # True, that sentence becomes the answer; False, the short answer is the best one the
+    # quoted sentences hold (none below ``min_span``). Either way what is quoted states the
+    # short answer. One value per kind of corpus, chosen by cross-validation.
+    span_moves_answer: bool = True
+    small_span_moves_answer: bool = False
 
     def is_small(self, corpus_articles: int) -> bool:
         """True for a corpus calibrated apart (1 to ``small_corpus`` articles)."""
         return 0 < corpus_articles <= self.small_corpus
+
+    def moves_answer(self, corpus_articles: int) -> bool:
+        """``span_moves_answer`` for a corpus of ``corpus_articles`` articles."""
+        if self.is_small(corpus_articles):
+            return self.small_span_moves_answer
+        return self.span_moves_answer
 
     def abstention(self, corpus_articles: int) -> tuple[float, list[str]]:
         """The threshold and rules for a corpus of ``corpus_articles`` articles."""

@@ -208,6 +208,34 @@ class ExtractiveAnswerer:
                 spans.append(Span(entity=e, sentence=s, sentence_rank=rank, text=text))
         return spans
 
+    def short_answer(self, ev: Evidence, ranked: list[Sentence], choice: Choice,
+                     spans: list[Span], probs: np.ndarray,
+                     avoid: Collection[SentenceKey] = ()) -> Choice:
+        """``choice`` with its short answer: the span ranker's best candidate (none below
+        ``min_span``), stated in what the answer quotes. When that candidate lies in another
+        of the best sentences, the policy says whether that sentence becomes the answer or
+        the short answer is the best candidate of the quoted sentences."""
+        policy = self.model.policy
+        best = int(np.argmax(probs)) if len(spans) else -1  # first of equals: reading order
+        if best < 0 or probs[best] < policy.min_span:
+            return choice
+        def quoted(sp: Span) -> bool:
+            return any(sp.sentence is s for s in choice.sentences)
+
+        if not quoted(spans[best]):
+            if policy.moves_answer(self.corpus_articles):
+                moved = spans[best].sentence
+                choice = self.choose(ev, [moved, *(s for s in ranked if s is not moved)],
+                                     avoid)
+            else:
+                inside = [i for i, sp in enumerate(spans)
+                          if quoted(sp) and probs[i] >= policy.min_span]
+                if not inside:
+                    return choice
+                best = max(inside, key=lambda i: (probs[i], -i))
+        choice.span, choice.span_prob = spans[best], float(probs[best])
+        return choice
+
     def pick_span(self, ev: Evidence, spans: list[Span]) -> np.ndarray:
         """The span ranker's probability for each candidate (a softmax over them)."""
         logits = self.model.span.logit(matrix(SPAN_FEATURES, ev, spans))
@@ -236,10 +264,7 @@ class ExtractiveAnswerer:
         choice = self.choose(ev, ranked, avoid)
         spans = self.span_candidates(ev, ranked, choice)
         probs = self.pick_span(ev, spans)
-        if len(spans):
-            i = int(np.argmax(probs))  # first of equals: reading order of the best sentences
-            if probs[i] >= self.model.policy.min_span:
-                choice.span, choice.span_prob = spans[i], float(probs[i])
+        choice = self.short_answer(ev, ranked, choice, spans, probs, avoid)
         analysis.shortlist, analysis.choice = ranked, choice
         analysis.spans, analysis.span_probs = spans, probs
         analysis.answer_prob = self.answer_probability(ev, choice)

@@ -9,8 +9,9 @@ stores of :mod:`evals.news` (ingested when missing), retrieves each question onc
 articles and each news question once more as on its quiz date (kept in a cache beside the
 stores), then fits five logistic regressions stage by stage — base sentence ranker, full
 sentence ranker, span ranker, two abstention classifiers — on the first retrieval, and
-chooses the policy (abstention threshold, neighbour join) by cross-validation over
-questions, measured on both. Deterministic: same data, same file.
+chooses the policy (abstention threshold, neighbour join, whether a short answer found in
+an unquoted sentence moves the answer there) by cross-validation over questions, measured on
+both. Deterministic: same data, same file.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ FOLDS = 5
 C = 1.0  # inverse regularisation strength of every logistic model
 THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.81, 0.05))
 JOINS = (0.0, 0.03, 0.1)
+# Whether a short answer found in a sentence the answer does not quote moves the answer to
+# that sentence (Policy.span_moves_answer), chosen for each kind of corpus.
+MOVES = (True, False)
 # The abstention policy of each kind of corpus is the best accuracy within this share of
 # false abstentions (news: the product target; our articles: their eval gate).
 MAX_FALSE_ABSTENTIONS = {"news": 0.08, "own": 0.04}
@@ -512,14 +516,23 @@ def choose_policy(results: list[Outcome], kind: str) -> tuple[float, tuple[str, 
     return best
 
 
-def with_choice(policy: Policy, results: list[Outcome]) -> tuple[Policy, float]:
-    """``policy`` with each kind's threshold and rules chosen on ``results``, and the mean
-    answer accuracy over the kinds."""
-    t, rules, news = choose_policy(results, "news")
-    st, srules, own = choose_policy(results, "own")
+def with_choice(policy: Policy, by_move: dict[bool, list[Outcome]]
+                ) -> tuple[Policy, float, list[Outcome]]:
+    """``policy`` with each kind's threshold, rules and ``span_moves_answer`` chosen on the
+    outcomes of each ``span_moves_answer`` value (``by_move``), the mean answer accuracy
+    over the kinds, and the outcomes of the chosen policy."""
+    def best(kind: str) -> tuple[tuple[float, tuple[str, ...], float], bool]:
+        return max(((choose_policy(res, kind), move) for move, res in by_move.items()),
+                   key=lambda c: c[0][2])  # the first of equals: MOVES order
+
+    (t, rules, news), news_move = best("news")
+    (st, srules, own), own_move = best("own")
     chosen = replace(policy, threshold=t, rules=list(rules), small_threshold=st,
-                     small_rules=list(srules))
-    return chosen, (news + own) / 2
+                     small_rules=list(srules), span_moves_answer=news_move,
+                     small_span_moves_answer=own_move)
+    results = ([r for r in by_move[news_move] if r.set not in OWN_SETS]
+               + [r for r in by_move[own_move] if r.set in OWN_SETS])
+    return chosen, (news + own) / 2, results
 
 
 def _report(label: str, results: list[Outcome], policy: Policy) -> dict[str, dict]:
@@ -546,20 +559,25 @@ def folds(items: list[Item], k: int = FOLDS) -> list[list[int]]:
 
 
 def cross_validate(items: list[Item], answerers: Answerers, policy: Policy,
-                   joins: Sequence[float] = JOINS, k: int = FOLDS
-                   ) -> dict[float, list[Outcome]]:
-    """Out-of-fold outcomes for each neighbour-join value: each question answered by a
-    model fitted without it (the join is applied to the fitted models)."""
-    results: dict[float, list[Outcome | None]] = {j: [None] * len(items) for j in joins}
+                   joins: Sequence[float] = JOINS, k: int = FOLDS,
+                   moves: Sequence[bool | None] = MOVES
+                   ) -> dict[tuple[float, bool | None], list[Outcome]]:
+    """Out-of-fold outcomes for each neighbour-join value and ``span_moves_answer`` value
+    (None: the policy's own for each kind): each question answered by a model fitted
+    without it (join and move are applied to the fitted models)."""
+    variants = [(j, m) for j in joins for m in moves]
+    results: dict[tuple[float, bool | None], list[Outcome | None]] = {
+        v: [None] * len(items) for v in variants}
     for fold in folds(items, k):
         held = set(fold)
         model = fit([it for i, it in enumerate(items) if i not in held], answerers, policy)
-        for join in joins:
-            model.policy = replace(policy, join=join)
+        for join, move in variants:
+            model.policy = replace(policy, join=join) if move is None else replace(
+                policy, join=join, span_moves_answer=move, small_span_moves_answer=move)
             answerers.use(model)
             for i, r in zip(fold, outcomes([items[i] for i in fold], answerers), strict=True):
-                results[join][i] = r
-    return {j: [r for r in rs if r is not None] for j, rs in results.items()}
+                results[(join, move)][i] = r
+    return {v: [r for r in rs if r is not None] for v, rs in results.items()}
 
 
 def ablation(items: list[Item], answerers: Answerers, policy: Policy, k: int = 3
@@ -567,7 +585,8 @@ def ablation(items: list[Item], answerers: Answerers, policy: Policy, k: int = 3
     """Cross-validated answer accuracy (``k`` folds) with each feature group held at zero,
     against all features, per kind of corpus, under a fixed policy."""
     def run() -> dict[str, float]:
-        res = cross_validate(items, answerers, policy, (policy.join,), k)[policy.join]
+        res = cross_validate(items, answerers, policy, (policy.join,), k,
+                             (None,))[(policy.join, None)]
         got = _report("ablation run", res, policy)
         return {kind: f["answer_accuracy"] for kind, f in got.items()}
 
@@ -626,12 +645,16 @@ def main(argv: list[str] | None = None) -> int:
                   "folds": FOLDS, "news_asked": "with no date and as of their date"
                   if DATED else "with no date"}
     if args.cv:
-        by_join = cross_validate(items, answerers, policy)
+        by_variant = cross_validate(items, answerers, policy)
         (cache_root() / "cv-outcomes.pkl").write_bytes(pickle.dumps(
-            {j: [vars(r) for r in rs] for j, rs in by_join.items()}))
+            {v: [vars(r) for r in rs] for v, rs in by_variant.items()}))
+        for (join, move), res in by_variant.items():
+            _report(f"cv join={join} span_moves_answer={move}", res,
+                    with_choice(replace(policy, join=join), {move: res})[0])
         best = None
-        for join, res in by_join.items():
-            chosen, acc = with_choice(replace(policy, join=join), res)
+        for join in JOINS:
+            chosen, acc, res = with_choice(replace(policy, join=join),
+                                           {m: by_variant[(join, m)] for m in MOVES})
             print(f"train: cv {chosen}: mean answer accuracy {acc:.3f}", file=sys.stderr)
             if best is None or acc > best[1]:
                 best = (chosen, acc, res)

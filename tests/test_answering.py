@@ -199,3 +199,52 @@ def test_an_answer_from_a_run_on_sentence_quotes_a_checkable_part_of_it(tmp_path
     [c] = answer.citations
     assert c.quote == LONG_ARTICLE[c.start : c.end] and c.quote in answer.text
     assert answer.text.startswith("…")  # the sentence was cut before its quoted part
+
+
+HARBOUR_ARTICLE = (
+    "Harbour of Garth reopens\n\nThe harbour of Garth reopened on Monday after eight days of "
+    "storms. Officials counted 14 damaged boats in the harbour of Garth on Tuesday. The mayor, "
+    "Ann Lee, thanked 30 volunteers who cleared the harbour of Garth.\n")
+
+
+@pytest.mark.parametrize("moves", [True, False])
+def test_the_short_answer_is_stated_in_what_the_answer_quotes(tmp_path, embed_model,
+                                                              monkeypatch, moves) -> None:
+    """When the span ranker prefers a value of another of the best sentences than those the
+    answer quotes, either that sentence becomes the answer or the short answer is the best
+    value of the quoted ones (the policy's ``span_moves_answer``): a reader always finds the
+    short answer in the quote it cites."""
+    from assistant.answering import ExtractiveAnswerer
+    from tests.conftest import corpus_bot
+
+    bot = corpus_bot(tmp_path, {"harbour.txt": HARBOUR_ARTICLE}, embed_model)
+    policy = bot._answerer.model.policy
+    monkeypatch.setattr(policy, "span_moves_answer", moves)
+    monkeypatch.setattr(policy, "small_span_moves_answer", moves)
+    candidates, picked = ExtractiveAnswerer.span_candidates, ExtractiveAnswerer.pick_span
+    chosen: list = []
+    forced: list[str] = []
+
+    def remember_choice(self, ev, ranked, choice):
+        chosen[:] = choice.sentences
+        return candidates(self, ev, ranked, choice)
+
+    def prefer_another_sentence(self, ev, spans):  # a span ranker that believes it more
+        probs = picked(self, ev, spans)
+        other = next((i for i, sp in enumerate(spans)
+                      if all(sp.sentence is not s for s in chosen)), None)
+        if other is not None:
+            probs = probs.copy()
+            probs[other] = 2.0  # above every other candidate's, which stay as they were
+            forced.append(spans[other].text)
+        return probs
+
+    monkeypatch.setattr(ExtractiveAnswerer, "span_candidates", remember_choice)
+    monkeypatch.setattr(ExtractiveAnswerer, "pick_span", prefer_another_sentence)
+    answer = bot.ask("How many damaged boats did officials count in the harbour of Garth?")
+    assert forced and not answer.abstained
+    assert (answer.short_answer == forced[-1]) is moves
+    quoted = [c for c in answer.citations if c.role == "answer"]
+    assert any(answer.short_answer in c.quote for c in quoted), (answer.short_answer, quoted)
+    assert all(c.quote == HARBOUR_ARTICLE[c.start : c.end] for c in quoted)
+    assert answer.short_answer in answer.text

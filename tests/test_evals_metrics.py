@@ -14,6 +14,7 @@ from assistant.evals import (
     normalize_answer,
     percentile,
     retrieval_rank,
+    short_answer_quoted,
     token_f1,
 )
 from tests.test_evals import answer
@@ -132,3 +133,22 @@ def test_only_the_sentences_the_answer_quotes_count_against_its_length() -> None
     backed = answer("It took three years. [1] It was hard. [2]",
                     citations=[cite(1), cite(2), cite(3, "agrees"), cite(4, "differs")])
     assert answer_correct(backed, ["three years"])  # other articles' sources are not text
+
+
+def test_a_short_answer_counts_as_quoted_only_in_the_answers_own_quotes() -> None:
+    from assistant.types import Citation
+
+    def cite(quote: str, role: str = "answer") -> Citation:
+        return Citation(n=1, doc_id="a", title="", path="a", start=0, end=len(quote),
+                        quote=quote, role=role)
+
+    assert short_answer_quoted(answer("…", short="19,500",
+                                      citations=[cite("About 19500 people left.")]))
+    assert short_answer_quoted(answer("…", short="Eight",
+                                      citations=[cite("It took 3 days."), cite("8 came back.")]))
+    assert short_answer_quoted(answer("…", short="million",
+                                      citations=[cite("It cost $312 million.")]))
+    assert not short_answer_quoted(answer("…", short="8", citations=[cite("It took 18 days.")]))
+    assert not short_answer_quoted(answer("…", short="27", citations=[
+        cite("12 died."), cite("27 died.", "differs")]))  # another article's figure
+    assert not short_answer_quoted(answer("…", short=None, citations=[cite("12 died.")]))

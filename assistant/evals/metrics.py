@@ -11,6 +11,9 @@ Metrics (the names used in summaries and by ``--fail-under``):
 - ``short_answer_accuracy``: answerable questions whose normalised ``short_answer`` contains
   a normalised gold answer or lies inside one (not abstained, not empty).
 - ``exact_match``, ``f1``: SQuAD-style scores of the short answer (answerable only).
+- ``short_answer_quoted``: answers with a short answer whose normalised short answer occurs,
+  token-aligned, in the quotes the answer cites for itself (role ``answer``): a reader
+  finds the short answer in what is quoted.
 - ``citation_validity``: fraction of answers with citations whose citations are all
   exact (``quote == read_text(corpus / path)[start:end]``); ``invalid_citations`` counts
   the bad ones.
@@ -45,6 +48,7 @@ METRICS: tuple[str, ...] = (
     "short_answer_accuracy",
     "exact_match",
     "f1",
+    "short_answer_quoted",
     "citation_validity",
     "invalid_citations",
     "citation_support",
@@ -200,6 +204,19 @@ def text_contains(text: str, gold_answers: Sequence[str]) -> bool:
     normalised ``text``."""
     tokens = normalize_tokens(text)
     return any(_contains_tokens(tokens, normalize_tokens(g)) for g in gold_answers)
+
+
+def short_answer_quoted(answer: Answer) -> bool:
+    """True when ``answer``'s short answer occurs (normalised, whole tokens) in the quotes
+    cited for the answer itself (not those of other articles that agree or differ)."""
+    short = answer.short_answer
+    if not short:
+        return False
+    quoted = " ".join(c.quote for c in answer.citations if c.role == "answer")
+    # As written, or normalised ("19,500" in "19500"; a bare "million" normalises to a
+    # number that "$312 million" does not hold, so the words as written count too).
+    return text_contains(quoted, [short]) or bool(
+        re.search(rf"(?<!\w){re.escape(short.strip())}(?!\w)", quoted, re.IGNORECASE))
 
 
 def answer_words(answer: Answer) -> int:
@@ -412,6 +429,7 @@ def summarize(results: Sequence[Scored]) -> Metrics:
     answerable = [r for r in results if r.gold.answerable]
     cited = [r for r in results if r.answer.citations]
     with_support = [r for r in results if r.supported is not None]
+    with_short = [r for r in results if not r.answer.abstained and r.answer.short_answer]
     ranks = [r.rank for r in results if r.gold.doc_ids]
     latencies = [r.latency_ms for r in results]
     metrics: Metrics = {
@@ -420,6 +438,8 @@ def summarize(results: Sequence[Scored]) -> Metrics:
         "short_answer_accuracy": _mean([float(bool(r.short_correct)) for r in answerable]),
         "exact_match": _mean([r.exact_match or 0.0 for r in answerable]),
         "f1": _mean([r.f1 or 0.0 for r in answerable]),
+        "short_answer_quoted": _mean([float(short_answer_quoted(r.answer))
+                                      for r in with_short]),
         "citation_validity": _mean([float(r.invalid_citations == 0) for r in cited]),
         "invalid_citations": float(sum(r.invalid_citations for r in results)),
         "citation_support": _mean([float(bool(r.supported)) for r in with_support]),
