@@ -215,13 +215,13 @@ class ExtractiveAnswerer:
         ``min_span``), stated in what the answer quotes. When that candidate lies in another
         of the best sentences, the policy says whether that sentence becomes the answer or
         the short answer is the best candidate of the quoted sentences."""
+        def quoted(sp: Span) -> bool:
+            return any(sp.sentence is s for s in choice.sentences)
+
         policy = self.model.policy
         best = int(np.argmax(probs)) if len(spans) else -1  # first of equals: reading order
         if best < 0 or probs[best] < policy.min_span:
             return choice
-        def quoted(sp: Span) -> bool:
-            return any(sp.sentence is s for s in choice.sentences)
-
         if not quoted(spans[best]):
             if policy.moves_answer(self.corpus_articles):
                 moved = spans[best].sentence
