@@ -405,8 +405,9 @@ _CAPITAL = re.compile(r"\b[A-Z][a-z][\w’'-]*")
 
 
 def word_candidates(text: str, entities: list[Entity]) -> list[Entity]:
-    """Answers that are no entity: a capitalised word no entity covers ("Batgirl"), a
-    content word ("chess") or two ("edit button") of the best sentence."""
+    """Answers that are no entity: a capitalised word ("Batgirl"), a content word ("chess")
+    or two ("edit button") of the best sentence, that no entity covers (the "million" of
+    "$312 million" is not one: the entity is the candidate)."""
     covered = [(e.start, e.end) for e in entities]
 
     def free(a: int, b: int) -> bool:
@@ -417,7 +418,7 @@ def word_candidates(text: str, entities: list[Entity]) -> list[Entity]:
         if m.start() > 0 and free(m.start(), m.end()) and m.group().lower() not in STOPWORDS:
             out.append(Entity(m.group(), "CAPITAL", m.start(), m.end()))
     toks = [(w, a, b) for w, a, b in words(text)
-            if w.islower() and len(w) > 3 and w not in STOPWORDS]
+            if w.islower() and len(w) > 3 and w not in STOPWORDS and free(a, b)]
     for i, (w, a, b) in enumerate(toks):
         out.append(Entity(w, "WORD", a, b))
         if i + 1 < len(toks) and 0 < toks[i + 1][1] - b <= 1:

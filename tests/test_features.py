@@ -109,6 +109,10 @@ def test_word_candidates_and_clean_spans() -> None:
     assert found["chess"] == "WORD"
     assert found["Batgirl"] == "CAPITAL"
     assert "Hans" not in found  # covered by the entity
+    budget = "The council approved a $312 million budget"
+    found = {e.text for e in word_candidates(budget, [Entity("$312 million", "MONEY", 22, 34)])}
+    assert "million" not in found and "million budget" not in found  # inside the entity
+    assert {"council", "budget", "approved"} <= found
     assert clean_span("“Ukraine’s Children of War,”") == "Children of War"
     assert clean_span("Mississippi’s") == "Mississippi"
 
