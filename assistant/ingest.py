@@ -441,6 +441,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             update_bm25(store, fingerprint, lexical)
             log.info("BM25 index of %d chunks: %d added, %d removed%s", lexical.chunks,
                      lexical.added, lexical.removed, " (built whole)" if lexical.full else "")
+            lease.check()  # the BM25 update may take a while
             store.set_fingerprint(fingerprint, chunks=chunks)
         index.remember(held, fingerprint)
         index.save()
@@ -448,6 +449,7 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
             on_complete(previous, new_words, report.unchanged == 0 and not keep, store)
         report.chunks = chunks
         if rebuild:
+            lease.check()  # the switch deletes a generation: only while this run's
             serving.switch_to(store)  # readers move to the new generation
     report.seconds = time.perf_counter() - started
     return report

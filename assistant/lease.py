@@ -10,8 +10,14 @@ which host, and when it last renewed it.
   exists" for the others). A machine that finds it held waits, up to the same
   ``lock_timeout`` as the lock, then stops with an error that names the holder.
 - The holder renews it every :data:`RENEW_SECONDS` (a background thread) and before each
-  group of writes (:meth:`Lease.check`); a lease not renewed for :data:`LEASE_SECONDS` is a
-  killed run's, and the next ingest deletes it and takes its own.
+  group of writes (:meth:`Lease.check`). A lease not renewed for :data:`LEASE_SECONDS`, or
+  held by a process of this machine that no longer runs, is a killed run's: the next ingest
+  deletes it (only while it is still that lease, by its id) and takes its own, which it
+  trusts after :data:`SETTLE_SECONDS` (another machine that judged it dead at the same
+  moment may have taken it instead).
+- The lease's metadata names its store (``lease_of``): a collection of that name that is not
+  this store's lease (another store's collections may be so named) is never deleted; the
+  ingest stops and asks for it to be renamed.
 - Renewing looks whether the collection of that name is still the one this run created:
   when another machine has taken over the lease (it judged it expired), it is not, and the
   run stops before writing more. What it wrote is then in the state a killed run leaves,
@@ -29,6 +35,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Protocol
 
 from assistant.settings import AssistantError
@@ -40,6 +47,9 @@ RENEW_SECONDS = 10.0
 """How often the holder renews its lease while it ingests."""
 POLL_SECONDS = 0.5
 """How often a waiting machine looks whether the lease is free."""
+SETTLE_SECONDS = 1.0
+"""How long a run that took over a dead run's lease waits before it trusts it: another
+machine that judged it dead at the same moment deletes and creates within this time."""
 log = logging.getLogger(__name__)
 
 
@@ -70,9 +80,10 @@ class NoLease:
 class Lease:
     """The held ingest lease of a store on a Chroma server (see the module's docstring)."""
 
-    def __init__(self, client: Any, name: str, where: str) -> None:
+    def __init__(self, client: Any, store: str, where: str) -> None:
         self.client = client
-        self.name = name
+        self.store = store  # the store's collection name: the lease says whose it is
+        self.name = lease_name(store)
         self.where = where  # the server, for messages
         self.run = uuid.uuid4().hex
         self.collection: Any = None
@@ -89,35 +100,50 @@ class Lease:
         while True:
             if self._create():
                 break
-            held = self._holder()
-            if held is None:
-                continue  # given back meanwhile: try again at once
-            age = time.time() - _number(held.get("renewed"))
-            if age > LEASE_SECONDS:
-                log.warning("taking over the ingest lease of %s, not renewed for %.0f s "
-                            "(a killed run's)", _describe(held), age)
-                self._delete_named()
-                continue
+            col = self._named()
+            held = None if col is None else dict(col.metadata or {})
+            if held is not None and held.get("lease_of") != self.store:
+                raise AssistantError(
+                    f"the collection {self.name!r} on the Chroma server is not this store's "
+                    "ingest lease; rename it")
+            if held is not None and (why := _dead(held)):
+                # Deleted only while it is still the lease judged dead (by its id), then
+                # taken: a run that took it meanwhile is left alone.
+                now = self._named()
+                if now is not None and now.id == col.id:
+                    log.warning("taking over the ingest lease of %s (%s)", _describe(held), why)
+                    self._delete_named()
+                    if self._create() and self._settled():
+                        break
             left = deadline - time.monotonic()
-            if left <= 0:
+            if held is not None and left <= 0:
+                age = time.time() - _number(held.get("renewed"))
                 raise AssistantError(
                     f"another ingest is writing this store on the Chroma server at "
                     f"{self.where} ({_describe(held)}, renewed {age:.0f} s ago); waited "
                     f"{timeout:g} s: run the ingest again once it has finished")
-            time.sleep(min(POLL_SECONDS, left))
+            time.sleep(max(0.0, min(POLL_SECONDS, left)) if held is not None else 0.0)
         self._thread = threading.Thread(target=self._renew_loop, name="ingest-lease",
                                         daemon=True)
         self._thread.start()
+
+    def _settled(self) -> bool:
+        """After taking over a dead run's lease: True when no other machine that judged it
+        dead at the same time took it from this run (they delete and create within
+        :data:`SETTLE_SECONDS` of looking)."""
+        time.sleep(SETTLE_SECONDS)
+        self._renew()
+        return not self._lost
 
     def release(self) -> None:
         """Stop renewing and delete the lease, if it is still this run's."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=RENEW_SECONDS)
         if self._lost or self.collection is None:
             return
-        held = self._holder()
-        if held is not None and held.get("run") == self.run:
+        now = self._named()
+        if now is not None and now.id == self.collection.id:
             self._delete_named()
 
     # -- holding ----------------------------------------------------------------------------
@@ -144,22 +170,26 @@ class Lease:
     def _renew(self) -> None:
         if self._lost:
             return
+        failed: Exception | None = None
         try:
             self.collection.modify(metadata=self._metadata())  # by the collection's id
         except Exception as exc:
-            if type(exc).__name__ != "NotFoundError":
-                raise
-            self._lost = True
-            return
+            if type(exc).__name__ == "NotFoundError":
+                self._lost = True
+                return
+            failed = exc
         # A lease deleted and taken by another machine is another collection of that name
         # (a server refuses to modify a deleted one; an embedded client ignores it).
         now = self._named()
         self._lost = now is None or now.id != self.collection.id
+        if failed is not None:
+            raise failed
 
     # -- the server -------------------------------------------------------------------------
     def _metadata(self) -> dict[str, Any]:
-        return {"run": self.run, "host": socket.gethostname(),
-                "pid": os.getpid(), "started": self._started, "renewed": time.time()}
+        return {"lease_of": self.store, "run": self.run, "host": socket.gethostname(),
+                "boot": BOOT_ID, "pid": os.getpid(), "started": self._started,
+                "renewed": time.time()}
 
     def _create(self) -> bool:
         """Create the lease collection: True when this call made it (the lease is held)."""
@@ -171,6 +201,7 @@ class Lease:
             if "already exists" not in str(exc):
                 raise
             return False
+        self._lost = False
         return True
 
     def _named(self) -> Any:
@@ -182,17 +213,41 @@ class Lease:
                 raise
             return None
 
-    def _holder(self) -> dict[str, Any] | None:
-        """The metadata of the lease as it is now (None: nobody holds it)."""
-        col = self._named()
-        return None if col is None else dict(col.metadata or {})
-
     def _delete_named(self) -> None:
         try:
             self.client.delete_collection(self.name)
         except Exception as exc:
             if type(exc).__name__ != "NotFoundError":
                 raise
+
+
+def _boot_id() -> str:
+    """This machine's boot (Linux); '' where unknown."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+BOOT_ID = _boot_id()
+
+
+def _dead(held: dict[str, Any]) -> str:
+    """Why the holder of a lease with metadata ``held`` is gone ('' when it may be alive):
+    not renewed for :data:`LEASE_SECONDS`, or a process of this machine's boot that no
+    longer runs (a run killed here is taken over at once)."""
+    age = time.time() - _number(held.get("renewed"))
+    if age > LEASE_SECONDS:
+        return f"not renewed for {age:.0f} s: a killed run's"
+    pid = held.get("pid")
+    if BOOT_ID and held.get("boot") == BOOT_ID and isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"process {pid} of this machine is gone"
+        except OSError:
+            return ""
+    return ""
 
 
 def _number(value: object) -> float:

@@ -49,7 +49,7 @@ from assistant.layout import (
     StoreLayout,
     generation_name,
 )
-from assistant.lease import IngestLease, Lease, NoLease, lease_name
+from assistant.lease import IngestLease, Lease, NoLease
 from assistant.settings import AssistantError, Settings
 
 __all__ = ["SCHEMA", "IngestRunning", "Store", "generation_name"]
@@ -646,7 +646,7 @@ class Store:
         if not self.settings.chroma_url:
             yield NoLease()
             return
-        lease = Lease(self.client, lease_name(self.base), self.settings.chroma_url)
+        lease = Lease(self.client, self.base, self.settings.chroma_url)
         with self._guard():
             lease.acquire(timeout)
         try:

@@ -254,7 +254,8 @@ def test_one_machine_at_a_time_ingests_into_a_server_store(
 
     def taken_over(done: int, total: int) -> None:
         client.delete_collection(name)
-        client.create_collection(name, metadata={"run": "other", "host": "elsewhere",
+        client.create_collection(name, metadata={"lease_of": a.store.base, "run": "other",
+                                                 "host": "elsewhere",
                                                  "pid": 1, "started": 0.0, "renewed": 0.0})
 
     with pytest.raises(LeaseLost, match="took over this ingest's lease"):

@@ -23,7 +23,7 @@ def client(tmp_path: Path) -> Any:
 
 
 def lease(client: Any) -> Lease:
-    return Lease(client, lease_name("news-chunks"), "http://chroma:8000")
+    return Lease(client, "news-chunks", "http://chroma:8000")
 
 
 def test_a_second_run_waits_then_names_the_holder(client: Any) -> None:
@@ -76,6 +76,34 @@ def test_a_lease_not_renewed_is_taken_over_and_its_holder_stops(
     assert held["run"] == taker.run
     taker.release()
     assert lease_name("news-chunks") not in [c.name for c in client.list_collections()]
+
+
+def test_a_lease_of_a_process_gone_from_this_machine_is_taken_over_at_once(
+        client: Any) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = lease(client)
+    killed.acquire(timeout=0)
+    killed._stop.set()
+    killed.collection.modify(metadata={**killed._metadata(), "pid": int(gone.stdout)})
+    taker = lease(client)
+    started = time.monotonic()
+    taker.acquire(timeout=0)  # renewed just now, but its process is gone
+    assert time.monotonic() - started < LEASE_SECONDS
+    taker.release()
+
+
+def test_a_collection_of_that_name_that_is_no_lease_is_never_deleted(client: Any) -> None:
+    # Another store's collections may be named so ("assistant-news-ingest" of a corpus
+    # folder "news-ingest" beside "news").
+    other = client.create_collection(lease_name("news-chunks"))
+    other.add(ids=["a"], embeddings=[[0.1, 0.2]], documents=["kept"])
+    with pytest.raises(AssistantError, match="not this store's ingest lease"):
+        lease(client).acquire(timeout=0)
+    assert client.get_collection(lease_name("news-chunks")).count() == 1
 
 
 def test_a_held_lease_is_renewed_in_the_background(client: Any,
