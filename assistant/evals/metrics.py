@@ -11,8 +11,8 @@ Metrics (the names used in summaries and by ``--fail-under``):
 - ``short_answer_accuracy``: answerable questions whose normalised ``short_answer`` contains
   a normalised gold answer or lies inside one (not abstained, not empty).
 - ``exact_match``, ``f1``: SQuAD-style scores of the short answer (answerable only).
-- ``short_answer_quoted``: answers with a short answer whose normalised short answer occurs,
-  token-aligned, in the quotes the answer cites for itself (role ``answer``): a reader
+- ``short_answer_quoted``: answers with a short answer that occurs in the quotes the answer
+  cites for itself (role ``answer``), normalised and token-aligned or as written: a reader
   finds the short answer in what is quoted.
 - ``citation_validity``: fraction of answers with citations whose citations are all
   exact (``quote == read_text(corpus / path)[start:end]``); ``invalid_citations`` counts
@@ -207,8 +207,9 @@ def text_contains(text: str, gold_answers: Sequence[str]) -> bool:
 
 
 def short_answer_quoted(answer: Answer) -> bool:
-    """True when ``answer``'s short answer occurs (normalised, whole tokens) in the quotes
-    cited for the answer itself (not those of other articles that agree or differ)."""
+    """True when ``answer``'s short answer occurs (normalised as whole tokens, or as
+    written) in the quotes cited for the answer itself (not those of other articles that
+    agree or differ)."""
     short = answer.short_answer
     if not short:
         return False
