@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from assistant.text import STOPWORDS, clean_text, stem, words
+from assistant.text import IRREGULAR_PAST, STOPWORDS, clean_text, stem, words
 
 # Expected answer types and the entity labels that satisfy them.
 TYPE_LABELS: dict[str, tuple[str, ...]] = {
@@ -210,7 +210,7 @@ def repair_typos(question: Question, vocabulary: set[str]) -> None:
 
 
 _FOCUS = re.compile(r"\b(?:which|what)\b", re.IGNORECASE)
-_FOCUS_WORDS = re.compile(r"^(?:\s+[A-Za-z][\w’'-]*){1,4}")
+_FOCUS_WORDS = re.compile(r"^(?:\s+[A-Za-z][\w’'.-]*){1,4}")
 _NOT_FOCUS = frozenset(
     """is was are were be been do does did has have had can could will would should may
     might must of in on at for to from by with as that this these those about the a an
@@ -219,17 +219,25 @@ _NOT_FOCUS = frozenset(
 
 def focus_word(text: str) -> str | None:
     """The noun a "which/what …" question asks for ("Which music genre …" → "genre",
-    "What sport do they play?" → "sport"), lower-cased; None when there is none."""
+    "What sport do they play?" → "sport", "Which team won …" → "team"), lower-cased; None
+    when there is none. The phrase ends at a function word, a verb in the past tense or an
+    adverb ("Which country recently banned …" → "country"); an adverb before the noun is
+    passed over ("What critically endangered bird …" → "bird")."""
     m = _FOCUS.search(text)
     following = _FOCUS_WORDS.match(text[m.end() :]) if m else None
     if not following:
         return None
     found: list[str] = []
     for w in following.group().split():
-        low = w.lower().strip("’'")
-        if low in _NOT_FOCUS:
+        low = w.lower().strip("’'").replace(".", "")  # "U.S." → "us"
+        adverb = low.endswith("ly") and len(low) > 4
+        if low in _NOT_FOCUS or (found and (adverb or _past_tense(low))):
             break
-        found.append(low)
-    while found and len(found) > 1 and found[-1].endswith("ed") and len(found[-1]) > 4:
-        found.pop()  # "what NFL star announced …": the verb is not the focus
+        if not adverb:
+            found.append(low)
     return found[-1] if found else None
+
+
+def _past_tense(word: str) -> bool:
+    """A verb in the past tense, by its ending or among the common irregular ones."""
+    return (word.endswith("ed") and len(word) > 4) or word in IRREGULAR_PAST

@@ -31,6 +31,15 @@ SPEECH_WORDS = frozenset(
 )
 """Words that make a question ask who said something (its speaker may be the answer)."""
 
+IRREGULAR_PAST = frozenset(
+    """won took saw held became made said gave got went came told lost led began wrote ran
+    hit set left sold bought paid built broke fell chose drew grew threw wore beat kept met
+    sent spent struck stood brought caught fought taught thought found heard meant shut quit
+    rose sank shook sang spoke stole swore tore woke""".split()
+)
+"""Common past-tense verbs that do not end in "-ed": where "Which team won …" stops naming
+what it asks for."""
+
 NUMBER_VALUES: dict[str, int] = {
     **{w: i for i, w in enumerate(
         "zero one two three four five six seven eight nine ten eleven twelve thirteen "

@@ -45,7 +45,14 @@ def test_every_feature_is_named_once_and_documented(features) -> None:
     ("question", "focus"),
     [("What sport do they play?", "sport"), ("Which music genre was she known for?", "genre"),
      ("Which state, after the vote, …", "state"), ("What was its destination?", None),
-     ("Who won?", None), ("Twitter will be testing which new feature?", "feature")],
+     ("Who won?", None), ("Twitter will be testing which new feature?", "feature"),
+     # The phrase ends at the verb, an adverb or a function word, whatever follows.
+     ("Which club won the regional cup last spring?", "club"),
+     ("Which bakery chain recently closed its last shop?", "chain"),
+     ("The head of which charity stepped down on Friday?", "charity"),
+     ("Which small U.S. town held a festival for its oldest tree?", "town"),
+     ("What rarely seen owl nested in the park?", "owl"),
+     ("Which mayor said the bridge would reopen?", "mayor")],
 )
 def test_focus_word(question: str, focus: str | None) -> None:
     assert focus_word(question) == focus
@@ -128,3 +135,4 @@ def test_rules_that_rule_an_answer_out() -> None:
                     span=None, span_prob=0.0)
     assert missing_number(ev, choice) == 1.0  # "2019" is not in the answer
     assert strict_type_missing(ev, choice) == 1.0  # "how many" and no number
+
