@@ -3,6 +3,8 @@
     python -m evals.train                 # fit on train-2022 + train-2023, write the model
     python -m evals.train --cv            # also report 5-fold cross-validated figures
     python -m evals.train --ablation      # cross-validated contribution of each feature
+    python -m evals.train --refit span --cv   # fit the span ranker anew on top of the
+                                              # shipped file's other models and policy
 
 Reads ``../shared/news-qa`` (never copied into the repository) through the cached eval
 stores of :mod:`evals.news` (ingested when missing), retrieves each question once over all
@@ -22,7 +24,7 @@ import json
 import pickle
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
@@ -44,6 +46,7 @@ from assistant.features import (
 )
 from assistant.question import analyze
 from assistant.retrieval import Hit
+from assistant.settings import AssistantError
 from assistant.text import words
 from assistant.types import MAX_ANSWER_WORDS
 from evals.news import NEWS_DIR, available, cache_root, open_assistant, store_key
@@ -90,6 +93,8 @@ DROPPED: set[str] = set()  # features held at zero while fitting (for --ablation
 # 0.680 / 0.625 answer accuracy as of the date / with no date, against 0.684 / 0.633 fitted
 # on the undated ones alone (and 0.684 / 0.616 with an article-age feature).
 DATED = False
+# The five models, in the order they are fitted (each on the outputs of those before).
+STAGES = ("sentence_base", "sentence", "span", "answer", "answer_small")
 
 
 @dataclass
@@ -352,38 +357,54 @@ class _Rows:
                           np.array(self.groups), self.names, np.array(self.weights))
 
 
-def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
-    """The four models fitted on ``items``, each on the output of the ones before."""
+def fit(items: list[Item], answerers: Answerers, policy: Policy,
+        start: AnswerModel | None = None, stages: Collection[str] = STAGES) -> AnswerModel:
+    """The five models fitted on ``items``, each on the output of the ones before. With
+    ``start``, only the models named in ``stages`` are fitted; the others are ``start``'s."""
     items = [it for it in items if DATED or it.as_of is None]
     model = placeholder(policy)
     answerers.use(model)
+
+    def kept(stage: str) -> bool:
+        if start is None or stage in stages:
+            return False
+        setattr(model, stage, getattr(start, stage))
+        return True
+
     base, full, span = _Rows(SENTENCE_BASE), _Rows(SENTENCE_FULL), _Rows(SPAN_FEATURES)
-    for g, it in enumerate(items):
-        ev = _evidence(answerers[it.set], it)
-        if ev.sentences and ev.question.terms and it.answerable:
-            base.add(ev, ev.sentences, (text_contains(s.text, it.answers) for s in ev.sentences),
-                     g, it.weight)
-    model.sentence_base = base.ranker()
-    for g, it in enumerate(items):
-        a = answerers[it.set]
-        ev = _evidence(a, it)
-        if ev.sentences and ev.question.terms and it.answerable:
-            shortlist = a.rank_base(ev)
-            a.tag(ev, shortlist)
-            full.add(ev, shortlist, (text_contains(s.text, it.answers) for s in shortlist),
-                     g, it.weight)
-    model.sentence = full.ranker()
-    for g, it in enumerate(items):
-        a = answerers[it.set]
-        ev = _evidence(a, it)
-        if not (ev.sentences and ev.question.terms and it.answerable):
-            continue
-        ranked = a.rank_full(ev, a.rank_base(ev))
-        spans = a.span_candidates(ev, ranked, a.choose(ev, ranked))
-        if spans:
-            span.add(ev, spans, (span_correct(sp.text, it.answers) for sp in spans), g,
-                     it.weight)
-    model.span = span.ranker()
+    if not kept("sentence_base"):
+        for g, it in enumerate(items):
+            ev = _evidence(answerers[it.set], it)
+            if ev.sentences and ev.question.terms and it.answerable:
+                base.add(ev, ev.sentences,
+                         (text_contains(s.text, it.answers) for s in ev.sentences), g,
+                         it.weight)
+        model.sentence_base = base.ranker()
+    if not kept("sentence"):
+        for g, it in enumerate(items):
+            a = answerers[it.set]
+            ev = _evidence(a, it)
+            if ev.sentences and ev.question.terms and it.answerable:
+                shortlist = a.rank_base(ev)
+                a.tag(ev, shortlist)
+                full.add(ev, shortlist,
+                         (text_contains(s.text, it.answers) for s in shortlist), g, it.weight)
+        model.sentence = full.ranker()
+    if not kept("span"):
+        for g, it in enumerate(items):
+            a = answerers[it.set]
+            ev = _evidence(a, it)
+            if not (ev.sentences and ev.question.terms and it.answerable):
+                continue
+            ranked = a.rank_full(ev, a.rank_base(ev))
+            spans = a.span_candidates(ev, ranked, a.choose(ev, ranked))
+            if spans:
+                span.add(ev, spans, (span_correct(sp.text, it.answers) for sp in spans), g,
+                         it.weight)
+        model.span = span.ranker()
+    keep_answer, keep_small = kept("answer"), kept("answer_small")
+    if keep_answer and keep_small:
+        return model
     xs, right, answerable, news, ws = [], [], [], [], []
     for it in items:
         an = answerers[it.set].analyse(analyze(it.question), it.hits, it.qvec, it.svecs)
@@ -399,10 +420,30 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy) -> AnswerModel:
     # News: does the corpus answer the question at all (fitted on news alone, where the
     # unanswerable questions are about events the articles do not cover). Small corpora:
     # is the chosen answer right (every question of a one-topic corpus looks answerable).
-    model.answer = fit_logistic(x[on_news], np.array(answerable)[on_news], feature_names,
-                                w[on_news])
-    model.answer_small = fit_logistic(x, np.array(right), feature_names, w)
+    if not keep_answer:
+        model.answer = fit_logistic(x[on_news], np.array(answerable)[on_news], feature_names,
+                                    w[on_news])
+    if not keep_small:
+        model.answer_small = fit_logistic(x, np.array(right), feature_names, w)
     answerers.use(model)
+    return model
+
+
+def start_model(path: Path, stages: Collection[str]) -> AnswerModel:
+    """The model in ``path`` to refit ``stages`` of: those stages may have other features
+    than the code's (they are about to be refitted), the others must have the code's."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"train: cannot read {path}: {exc}") from exc
+    fresh = placeholder()
+    model = AnswerModel(**{stage: getattr(fresh, stage) if stage in stages
+                           else Logistic(**data[stage]) for stage in STAGES},
+                        policy=Policy(**data["policy"]), meta=data.get("meta", {}))
+    try:
+        model.check()
+    except AssistantError as exc:
+        raise SystemExit(f"train: {exc}; refit that stage too") from exc
     return model
 
 
@@ -560,17 +601,20 @@ def folds(items: list[Item], k: int = FOLDS) -> list[list[int]]:
 
 def cross_validate(items: list[Item], answerers: Answerers, policy: Policy,
                    joins: Sequence[float] = JOINS, k: int = FOLDS,
-                   moves: Sequence[bool | None] = MOVES
+                   moves: Sequence[bool | None] = MOVES, start: AnswerModel | None = None,
+                   stages: Collection[str] = STAGES
                    ) -> dict[tuple[float, bool | None], list[Outcome]]:
     """Out-of-fold outcomes for each neighbour-join value and ``span_moves_answer`` value
     (None: the policy's own for each kind): each question answered by a model fitted
-    without it (join and move are applied to the fitted models)."""
+    without it (join and move are applied to the fitted models; with ``start``, only
+    ``stages`` are fitted, see :func:`fit`)."""
     variants = [(j, m) for j in joins for m in moves]
     results: dict[tuple[float, bool | None], list[Outcome | None]] = {
         v: [None] * len(items) for v in variants}
     for fold in folds(items, k):
         held = set(fold)
-        model = fit([it for i, it in enumerate(items) if i not in held], answerers, policy)
+        model = fit([it for i, it in enumerate(items) if i not in held], answerers, policy,
+                    start, stages)
         for join, move in variants:
             model.policy = replace(policy, join=join) if move is None else replace(
                 policy, join=join, span_moves_answer=move, small_span_moves_answer=move)
@@ -619,8 +663,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-dated", action="store_true",
                         help="also fit on the news questions asked as on their date (each "
                         "way counting half); by default those are measured, not fitted on")
+    parser.add_argument("--refit", metavar="STAGES",
+                        help="fit only these models (comma-separated, of "
+                        f"{', '.join(STAGES)}), keeping the others and the policy of --start")
+    parser.add_argument("--start", type=Path, default=MODEL_FILE,
+                        help="the model file --refit starts from (default: the shipped one)")
     parser.add_argument("--output", type=Path, default=MODEL_FILE)
     args = parser.parse_args(argv)
+    stages = [x.strip() for x in (args.refit or "").split(",") if x.strip()]
+    if args.refit is not None and (not stages or set(stages) - set(STAGES)):
+        parser.error(f"--refit takes stages among {', '.join(STAGES)}")
     global DATED
     DATED = args.fit_dated
     missing = [n for n in TRAIN_SETS if not available(n)]
@@ -640,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     items += dated
     print(f"train: {len(items)} questions ({sum(not i.answerable for i in items)} "
           f"unanswerable) from {', '.join(names)}", file=sys.stderr)
+    if stages:
+        return refit(items, answerers, start_model(args.start, stages), stages, args.cv,
+                     args.output, started)
     policy = Policy()
     meta: dict = {"trained_on": names, "questions": len(items), "own_weight": OWN_WEIGHT,
                   "folds": FOLDS, "news_asked": "with no date and as of their date"
@@ -676,6 +731,33 @@ def main(argv: list[str] | None = None) -> int:
     model.save(args.output)
     print(f"train: wrote {args.output} ({args.output.stat().st_size:,} bytes) in "
           f"{time.perf_counter() - started:.0f} s; policy {policy}")
+    return 0
+
+
+def refit(items: list[Item], answerers: Answerers, start: AnswerModel, stages: list[str],
+          cv: bool, output: Path, started: float) -> int:
+    """Fit ``stages`` anew on top of ``start``'s other models and policy and write the
+    result, its figures recorded in the file's ``meta["refits"]`` after ``start``'s."""
+    policy = start.policy
+    record: dict = {"stages": stages, "questions": len(items)}
+    if cv:
+        res = cross_validate(items, answerers, policy, (policy.join,), moves=(None,),
+                             start=start, stages=stages)[(policy.join, None)]
+        record["cv"] = _report(f"cv, {', '.join(stages)} refitted", res, policy)
+        record["leave_one_set_out"] = {}
+        for held in dict.fromkeys(it.set for it in items):
+            fit([i for i in items if i.set != held], answerers, policy, start, stages)
+            res = outcomes([i for i in items if i.set == held], answerers)
+            record["leave_one_set_out"][held] = _report(
+                f"{', '.join(stages)} fitted without {held}, measured on it", res, policy)
+    model = fit(items, answerers, policy, start, stages)
+    record["training_fit"] = _report("on the training questions themselves",
+                                     outcomes(items, answerers), policy)
+    model.meta = {**start.meta, "refits": [*start.meta.get("refits", []), record]}
+    model.save(output)
+    print(f"train: wrote {output} ({output.stat().st_size:,} bytes) in "
+          f"{time.perf_counter() - started:.0f} s; {', '.join(stages)} refitted, the other "
+          "models and the policy kept")
     return 0
 
 
