@@ -26,7 +26,7 @@ import numpy as np
 from assistant.entities import Entity
 from assistant.question import TYPE_LABELS, Question, Term, focus_word
 from assistant.retrieval import Hit
-from assistant.text import STOPWORDS, is_about_speech, stem, stems_of, words
+from assistant.text import IRREGULAR_PAST, STOPWORDS, is_about_speech, stem, stems_of, words
 
 WordVectors = Callable[[list[str]], dict[str, np.ndarray]]
 
@@ -168,6 +168,10 @@ def adjacent(a: Sentence, b: Sentence) -> bool:
     return 0 <= second.start - first.end <= 3
 
 
+_AUXILIARY = frozenset(
+    "is was are were do does did has have had will would can could should may might must"
+    .split())
+_WH_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|how)\b", re.IGNORECASE)
 _HEADER = re.compile(r"^(?:Published|Date|Updated|By|Source)\s*:", re.IGNORECASE)
 _QUOTE_CHARS = re.compile(r"[\"“”]")
 _DIGIT = re.compile(r"\d")
@@ -256,6 +260,67 @@ class Evidence:
             norm = float(np.linalg.norm(mean))
             self._focus_cache[key] = float(mean @ vecs[self.focus]) / norm if norm else 0.0
         return self._focus_cache[key]
+
+    @cached_property
+    def inverted(self) -> bool:
+        """True when an auxiliary and then the subject follow the wh-phrase ("What profit
+        did the mill make?", "What were its sales?"): the statement that answers it puts
+        the question's later words before the answer ("the mill made a profit of …"). Not
+        so when a participle follows the auxiliary ("Which firm was fined?")."""
+        text = self.question.text
+        m = _WH_WORD.search(text)
+        if m is None:
+            return False
+        after = [w.lower() for w, _, _ in words(text[m.end() :])][:4]
+        for i, w in enumerate(after):
+            if w in _AUXILIARY:
+                nxt = after[i + 1] if i + 1 < len(after) else ""
+                return bool(nxt) and not (nxt.endswith(("ed", "ing")) or nxt in IRREGULAR_PAST)
+            if w.endswith("ed") or w in IRREGULAR_PAST:
+                return False
+        return False
+
+    @cached_property
+    def wh_sides(self) -> dict[str, int]:
+        """Each question term's side of the answer in a statement answering the question,
+        by stem: -1 before it, +1 after it. The side of the question's first wh-word
+        ("Which athlete became the scorer?": "scorer" +1), except that in an inverted
+        question every term comes before ("What were its sales?": "sales" -1). The focus
+        noun ("athlete") is left out: it names the answer, not its context."""
+        text = self.question.text
+        m = _WH_WORD.search(text)
+        if m is None:
+            return {}
+        focus = stem(self.focus) if self.focus else None
+        sides: dict[str, int] = {}
+        for w, a, b in words(text):
+            st = stem(w)
+            if st in self.question.stems and st != focus and st not in sides:
+                if b <= m.start():
+                    sides[st] = -1
+                elif a >= m.end():
+                    sides[st] = -1 if self.inverted else 1
+        return sides
+
+    @cached_property
+    def wh_neighbours(self) -> tuple[str | None, str | None]:
+        """The stems of the question terms that a statement answering the question puts
+        just before and just after the answer: those just before and after its first
+        wh-word ("balancing what on his finger" gives ("balanc", "finger")), the focus noun
+        skipped; in an inverted question, its subject just before ("What were its
+        sales?" gives ("sale", None))."""
+        text = self.question.text
+        m = _WH_WORD.search(text)
+        if m is None:
+            return None, None
+        focus = stem(self.focus) if self.focus else None
+        terms = [(stem(w), a) for w, a, _ in words(text)]
+        terms = [(st, a) for st, a in terms if st in self.question.stems and st != focus]
+        before = [st for st, a in terms if a < m.start()]
+        after = [st for st, a in terms if a >= m.end()]
+        if self.inverted:
+            return (after[0] if after else None), None
+        return (before[-1] if before else None), (after[0] if after else None)
 
     def dense_of(self, s: Sentence) -> float:
         """Cosine similarity of the question and the sentence."""
@@ -674,6 +739,75 @@ def span_anchor_distance(ev: Evidence, sp: Span) -> float:
     return math.log1p(dist / 10)
 
 
+def _outside(sp: Span) -> list[tuple[str, int, int]]:
+    """The words of the span's sentence that are not part of the span."""
+    e = sp.entity
+    return [(w, a, b) for w, a, b in words(sp.sentence.text) if b <= e.start or a >= e.end]
+
+
+def span_order(ev: Evidence, sp: Span) -> float:
+    """How the question's words around its wh-word sit around the span: of the question
+    terms in the span's sentence (each at its occurrence nearest the span), the share on
+    the same side of the span as of the wh-word in the question, minus the share on the
+    other side (0 when none is there). "Which athlete became the leading scorer?" against
+    "A became the leading scorer, passing B": 1 for A, -1 for B."""
+    sides = ev.wh_sides
+    if not sides:
+        return 0.0
+    e = sp.entity
+    nearest: dict[str, tuple[int, int]] = {}  # stem -> (distance, side)
+    for w, a, b in _outside(sp):
+        st = stem(w)
+        if st in sides:
+            found = (e.start - b, -1) if b <= e.start else (a - e.end, 1)
+            if st not in nearest or found[0] < nearest[st][0]:
+                nearest[st] = found
+    if not nearest:
+        return 0.0
+    agree = sum(side == sides[st] for st, (_, side) in nearest.items())
+    return (2 * agree - len(nearest)) / len(nearest)
+
+
+def span_adjacent(ev: Evidence, sp: Span) -> float:
+    """Whether the content words next to the span are the question's words next to its
+    wh-word, side for side (½ for each side that matches, within three content words):
+    "balancing what on his finger" against "balancing an umbrella on his finger"."""
+    left, right = ev.wh_neighbours
+    e = sp.entity
+    content = [(stem(w), a, b) for w, a, b in _outside(sp) if w.lower() not in STOPWORDS]
+    got = 0.0
+    if left is not None and left in [st for st, _, b in content if b <= e.start][-3:]:
+        got += 0.5
+    if right is not None and right in [st for st, a, _ in content if a >= e.end][:3]:
+        got += 0.5
+    return got
+
+
+def span_owner(ev: Evidence, sp: Span) -> float:
+    """1 when the nearest content word before the span, within three words, is the
+    question's focus noun ("a profit of $96 million" for "what profit …"), 0 when it is
+    another word ("sales of $1.7 billion"), there is none, or the question has no focus."""
+    if ev.focus is None:
+        return 0.0
+    e = sp.entity
+    before = [w for w, _, b in _outside(sp) if b <= e.start][-3:]
+    content = [w for w in before if w.lower() not in STOPWORDS]
+    return 1.0 if content and stem(content[-1]) == stem(ev.focus) else 0.0
+
+
+SPAN_WINDOW = 6  # words either side of a span that span_context reads
+
+
+def span_context(ev: Evidence, sp: Span) -> float:
+    """Weighted share of the question's terms within ``SPAN_WINDOW`` words either side of
+    the span (the answer's own neighbourhood, not the whole sentence)."""
+    e = sp.entity
+    outside = _outside(sp)
+    before = [w for w, _, b in outside if b <= e.start][-SPAN_WINDOW:]
+    after = [w for w, a, _ in outside if a >= e.end][:SPAN_WINDOW]
+    return coverage(ev.question, {stem(w) for w in before + after})
+
+
 def span_redundancy(ev: Evidence, sp: Span) -> float:
     """Retrieved articles stating the span, minus one, over four."""
     return max(0, ev.docs_mentioning(sp.text) - 1) / 4
@@ -727,6 +861,10 @@ SPAN_FEATURES: list[tuple[str, Feature]] = [
     ("sentence_rank", span_sentence_rank),
     ("in_question", span_in_question),
     ("anchor_distance", span_anchor_distance),
+    ("order", span_order),
+    ("context", span_context),
+    ("adjacent", span_adjacent),
+    ("owner", span_owner),
     ("redundancy", span_redundancy),
     ("sentences", span_sentences),
     ("speaker", span_speaker),

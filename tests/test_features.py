@@ -136,3 +136,54 @@ def test_rules_that_rule_an_answer_out() -> None:
     assert missing_number(ev, choice) == 1.0  # "2019" is not in the answer
     assert strict_type_missing(ev, choice) == 1.0  # "how many" and no number
 
+
+def _span(ev, sentence_has: str, text: str):
+    from assistant.features import Span
+
+    sentence = next(s for s in ev.sentences if sentence_has in s.text)
+    start = sentence.text.index(text)
+    return Span(entity=Entity(text, "PERSON", start, start + len(text)), sentence=sentence,
+                sentence_rank=0, text=text)
+
+
+def test_span_features_read_where_the_question_words_sit_around_the_span() -> None:
+    from assistant.features import span_adjacent, span_context, span_order, span_owner
+
+    # The subject is asked for: the question's words follow its wh-word, and in the
+    # sentence they follow the answer, not the player it names after them.
+    _, ev = _evidence("Which striker became the club's record scorer on Saturday?",
+                      ["Maria Lund became the club's record scorer on Saturday with her "
+                       "84th goal in the league, one more than Anna Berg managed"])
+    assert ev.wh_sides == {"becam": 1, "club": 1, "record": 1, "scorer": 1, "saturday": 1}
+    lund, berg = _span(ev, "Lund", "Maria Lund"), _span(ev, "Lund", "Anna Berg")
+    assert span_order(ev, lund) == 1.0
+    assert span_order(ev, berg) == -1.0  # the question's words all lie before Berg
+    assert span_context(ev, lund) > span_context(ev, berg)
+    assert span_adjacent(ev, lund) == 0.5  # "became" follows the span, as the wh-word
+    assert span_adjacent(ev, berg) == 0.0
+    # The object is asked for: the words before and after the wh-word hug the answer.
+    _, ev = _evidence("A juggler tried to balance what on his chin for an hour?",
+                      ["A juggler balanced a ladder on his chin for an hour in Leeds"])
+    ladder = _span(ev, "ladder", "a ladder")
+    leeds = _span(ev, "ladder", "Leeds")
+    assert span_adjacent(ev, ladder) == 1.0
+    assert span_adjacent(ev, leeds) == 0.0
+    assert span_order(ev, ladder) == 1.0 > span_order(ev, leeds)  # "chin", "hour" before it
+    # The word a value belongs to: "a profit of" owns one sum, "sales of" the other.
+    _, ev = _evidence("What profit did the mill make last year?",
+                      ["The mill reported sales of $40 million and a profit of $3 million"])
+    assert span_owner(ev, _span(ev, "mill", "$3 million")) == 1.0
+    assert span_owner(ev, _span(ev, "mill", "$40 million")) == 0.0
+    # An inverted question: its subject comes before the answer in the statement.
+    _, ev = _evidence("What were the mill's sales last year?",
+                      ["In a record year the mill reported sales of $40 million"])
+    assert ev.inverted and ev.wh_neighbours == ("mill", None)
+    sales, record = _span(ev, "mill", "$40 million"), _span(ev, "mill", "record")
+    assert span_order(ev, sales) == 1.0 and span_order(ev, record) == -1.0
+    assert span_adjacent(ev, sales) == 0.5  # the subject just before the answer
+    assert span_adjacent(ev, record) == 0.0
+    _, ev = _evidence("Which firm was fined on Monday?", ["A firm was fined on Monday"])
+    assert not ev.inverted  # a participle: the wh-phrase is the subject
+    # No wh-word: no order to compare.
+    _, ev = _evidence("Name the juggler", ["A juggler balanced a ladder on his chin"])
+    assert span_order(ev, _span(ev, "ladder", "a ladder")) == 0.0
