@@ -746,11 +746,12 @@ def _outside(sp: Span) -> list[tuple[str, int, int]]:
 
 
 def span_order(ev: Evidence, sp: Span) -> float:
-    """How the question's words around its wh-word sit around the span: of the question
-    terms in the span's sentence (each at its occurrence nearest the span), the share on
-    the same side of the span as of the wh-word in the question, minus the share on the
-    other side (0 when none is there). "Which athlete became the leading scorer?" against
-    "A became the leading scorer, passing B": 1 for A, -1 for B."""
+    """Whether the question's words sit around the span as around the answer of a
+    statement answering the question (:attr:`Evidence.wh_sides`): of the question terms in
+    the span's sentence (each at its occurrence nearest the span), the share on the side
+    ``wh_sides`` gives, minus the share on the other side (0 when none is there). "Which
+    athlete became the leading scorer?" against "A became the leading scorer, ahead of
+    B": 1 for A, -1 for B."""
     sides = ev.wh_sides
     if not sides:
         return 0.0
