@@ -171,6 +171,7 @@ def adjacent(a: Sentence, b: Sentence) -> bool:
 _AUXILIARY = frozenset(
     "is was are were do does did has have had will would can could should may might must"
     .split())
+_HOW_MANY = re.compile(r"\bhow (?:many|much)\s+([A-Za-z][\w’'-]*)", re.IGNORECASE)
 _WH_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|how)\b", re.IGNORECASE)
 _HEADER = re.compile(r"^(?:Published|Date|Updated|By|Source)\s*:", re.IGNORECASE)
 _QUOTE_CHARS = re.compile(r"[\"“”]")
@@ -281,21 +282,31 @@ class Evidence:
         return False
 
     @cached_property
+    def counted(self) -> str | None:
+        """The stem of the noun a "how many/much …" question counts ("How many books does
+        it hold?" → "book"; a statement puts it just after the number), else None."""
+        m = _HOW_MANY.search(self.question.text)
+        if m is None or m.group(1).lower() in _AUXILIARY:
+            return None
+        return stem(m.group(1))
+
+    @cached_property
     def wh_sides(self) -> dict[str, int]:
         """Each question term's side of the answer in a statement answering the question,
         by stem: -1 before it, +1 after it. The side of the question's first wh-word
         ("Which athlete became the scorer?": "scorer" +1), except that in an inverted
         question every term comes before ("What were its sales?": "sales" -1). The focus
-        noun ("athlete") is left out: it names the answer, not its context."""
+        noun ("athlete") and the counted noun ("how many *books*") are left out: they
+        name the answer, not its context."""
         text = self.question.text
         m = _WH_WORD.search(text)
         if m is None:
             return {}
-        focus = stem(self.focus) if self.focus else None
+        skip = {stem(self.focus) if self.focus else None, self.counted}
         sides: dict[str, int] = {}
         for w, a, b in words(text):
             st = stem(w)
-            if st in self.question.stems and st != focus and st not in sides:
+            if st in self.question.stems and st not in skip and st not in sides:
                 if b <= m.start():
                     sides[st] = -1
                 elif a >= m.end():
@@ -308,19 +319,20 @@ class Evidence:
         just before and just after the answer: those just before and after its first
         wh-word ("balancing what on his finger" gives ("balanc", "finger")), the focus noun
         skipped; in an inverted question, its subject just before ("What were its
-        sales?" gives ("sale", None))."""
+        sales?" gives ("sale", None)); the counted noun of "how many …" just after ("How
+        many books does the library hold?" gives ("librari", "book"))."""
         text = self.question.text
         m = _WH_WORD.search(text)
         if m is None:
             return None, None
-        focus = stem(self.focus) if self.focus else None
+        skip = {stem(self.focus) if self.focus else None, self.counted}
         terms = [(stem(w), a) for w, a, _ in words(text)]
-        terms = [(st, a) for st, a in terms if st in self.question.stems and st != focus]
+        terms = [(st, a) for st, a in terms if st in self.question.stems and st not in skip]
         before = [st for st, a in terms if a < m.start()]
         after = [st for st, a in terms if a >= m.end()]
         if self.inverted:
-            return (after[0] if after else None), None
-        return (before[-1] if before else None), (after[0] if after else None)
+            return (after[0] if after else None), self.counted
+        return (before[-1] if before else None), self.counted or (after[0] if after else None)
 
     def dense_of(self, s: Sentence) -> float:
         """Cosine similarity of the question and the sentence."""

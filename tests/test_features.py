@@ -182,6 +182,13 @@ def test_span_features_read_where_the_question_words_sit_around_the_span() -> No
     assert span_order(ev, sales) == 1.0 and span_order(ev, record) == -1.0
     assert span_adjacent(ev, sales) == 0.5  # the subject just before the answer
     assert span_adjacent(ev, record) == 0.0
+    # "How many …": the counted noun follows the number in the statement.
+    _, ev = _evidence("How many chairs does the new hall in Ardley seat?",
+                      ["The hall seats 900 chairs and cost 4 million pounds"])
+    assert ev.counted == "chair" and ev.wh_neighbours[1] == "chair"
+    chairs, pounds = _span(ev, "hall", "900"), _span(ev, "hall", "4 million")
+    assert span_adjacent(ev, chairs) > span_adjacent(ev, pounds)
+    assert span_order(ev, chairs) == span_order(ev, pounds) == 1.0  # "chairs" left out
     _, ev = _evidence("Which firm was fined on Monday?", ["A firm was fined on Monday"])
     assert not ev.inverted  # a participle: the wh-phrase is the subject
     # No wh-word: no order to compare.
