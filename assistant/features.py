@@ -294,9 +294,9 @@ class Evidence:
     def wh_sides(self) -> dict[str, int]:
         """Each question term's side of the answer in a statement answering the question,
         by stem: -1 before it, +1 after it. The side of the question's first wh-word
-        ("Which athlete became the scorer?": "scorer" +1), except that in an inverted
+        ("Which striker became the record scorer?": "scorer" +1), except that in an inverted
         question every term comes before ("What were its sales?": "sales" -1). The focus
-        noun ("athlete") and the counted noun ("how many *books*") are left out: they
+        noun ("striker") and the counted noun ("how many *books*") are left out: they
         name the answer, not its context."""
         text = self.question.text
         m = _WH_WORD.search(text)
@@ -317,7 +317,7 @@ class Evidence:
     def wh_neighbours(self) -> tuple[str | None, str | None]:
         """The stems of the question terms that a statement answering the question puts
         just before and just after the answer: those just before and after its first
-        wh-word ("balancing what on his finger" gives ("balanc", "finger")), the focus noun
+        wh-word ("tried to balance what on his chin" gives ("balanc", "chin")), the focus noun
         skipped; in an inverted question, its subject just before ("What were its
         sales?" gives ("sale", None)); the counted noun of "how many …" just after ("How
         many books does the library hold?" gives ("librari", "book"))."""
@@ -762,8 +762,8 @@ def span_order(ev: Evidence, sp: Span) -> float:
     statement answering the question (:attr:`Evidence.wh_sides`): of the question terms in
     the span's sentence (each at its occurrence nearest the span), the share on the side
     ``wh_sides`` gives, minus the share on the other side (0 when none is there). "Which
-    athlete became the leading scorer?" against "A became the leading scorer, ahead of
-    B": 1 for A, -1 for B."""
+    striker became the club's record scorer?" against "A became the club's record scorer,
+    ahead of B": 1 for A, -1 for B."""
     sides = ev.wh_sides
     if not sides:
         return 0.0
@@ -784,7 +784,7 @@ def span_order(ev: Evidence, sp: Span) -> float:
 def span_adjacent(ev: Evidence, sp: Span) -> float:
     """Whether the content words next to the span are the question's words next to its
     wh-word, side for side (½ for each side that matches, within three content words):
-    "balancing what on his finger" against "balancing an umbrella on his finger"."""
+    "balance what on his chin" against "balanced a ladder on his chin"."""
     left, right = ev.wh_neighbours
     e = sp.entity
     content = [(stem(w), a, b) for w, a, b in _outside(sp) if w.lower() not in STOPWORDS]

@@ -219,10 +219,10 @@ _NOT_FOCUS = frozenset(
 
 def focus_word(text: str) -> str | None:
     """The noun a "which/what …" question asks for ("Which music genre …" → "genre",
-    "What sport do they play?" → "sport", "Which team won …" → "team"), lower-cased; None
+    "What sport do they play?" → "sport", "Which club won …" → "club"), lower-cased; None
     when there is none. The phrase ends at a function word, a verb in the past tense or an
-    adverb ("Which country recently banned …" → "country"); an adverb before the noun is
-    passed over ("What critically endangered bird …" → "bird")."""
+    adverb ("Which town recently opened …" → "town"); an adverb before the noun is
+    passed over ("What rarely seen owl …" → "owl")."""
     m = _FOCUS.search(text)
     following = _FOCUS_WORDS.match(text[m.end() :]) if m else None
     if not following:

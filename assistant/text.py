@@ -37,7 +37,7 @@ IRREGULAR_PAST = frozenset(
     sent spent struck stood brought caught fought taught thought found heard meant shut quit
     rose sank shook sang spoke stole swore tore woke""".split()
 )
-"""Common past-tense verbs that do not end in "-ed": where "Which team won …" stops naming
+"""Common past-tense verbs that do not end in "-ed": where "Which club won …" stops naming
 what it asks for."""
 
 NUMBER_VALUES: dict[str, int] = {
