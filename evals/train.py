@@ -365,14 +365,16 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy,
     model = placeholder(policy)
     answerers.use(model)
 
-    def kept(stage: str) -> bool:
-        if start is None or stage in stages:
-            return False
-        setattr(model, stage, getattr(start, stage))
-        return True
+    if start is not None:  # the models not refitted are start's from the outset
+        for stage in STAGES:
+            if stage not in stages:
+                setattr(model, stage, getattr(start, stage))
+
+    def todo(stage: str) -> bool:
+        return start is None or stage in stages
 
     base, full, span = _Rows(SENTENCE_BASE), _Rows(SENTENCE_FULL), _Rows(SPAN_FEATURES)
-    if not kept("sentence_base"):
+    if todo("sentence_base"):
         for g, it in enumerate(items):
             ev = _evidence(answerers[it.set], it)
             if ev.sentences and ev.question.terms and it.answerable:
@@ -380,7 +382,7 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy,
                          (text_contains(s.text, it.answers) for s in ev.sentences), g,
                          it.weight)
         model.sentence_base = base.ranker()
-    if not kept("sentence"):
+    if todo("sentence"):
         for g, it in enumerate(items):
             a = answerers[it.set]
             ev = _evidence(a, it)
@@ -390,7 +392,7 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy,
                 full.add(ev, shortlist,
                          (text_contains(s.text, it.answers) for s in shortlist), g, it.weight)
         model.sentence = full.ranker()
-    if not kept("span"):
+    if todo("span"):
         for g, it in enumerate(items):
             a = answerers[it.set]
             ev = _evidence(a, it)
@@ -402,8 +404,7 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy,
                 span.add(ev, spans, (span_correct(sp.text, it.answers) for sp in spans), g,
                          it.weight)
         model.span = span.ranker()
-    keep_answer, keep_small = kept("answer"), kept("answer_small")
-    if keep_answer and keep_small:
+    if not (todo("answer") or todo("answer_small")):
         return model
     xs, right, answerable, news, ws = [], [], [], [], []
     for it in items:
@@ -420,10 +421,10 @@ def fit(items: list[Item], answerers: Answerers, policy: Policy,
     # News: does the corpus answer the question at all (fitted on news alone, where the
     # unanswerable questions are about events the articles do not cover). Small corpora:
     # is the chosen answer right (every question of a one-topic corpus looks answerable).
-    if not keep_answer:
+    if todo("answer"):
         model.answer = fit_logistic(x[on_news], np.array(answerable)[on_news], feature_names,
                                     w[on_news])
-    if not keep_small:
+    if todo("answer_small"):
         model.answer_small = fit_logistic(x, np.array(right), feature_names, w)
     answerers.use(model)
     return model
