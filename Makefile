@@ -47,7 +47,7 @@ eval: $(BIN)/.dev-installed
 	  --output eval-results/heldout.jsonl --report eval-results/heldout.md $(HELDOUT_GATE)
 
 # Ingests the set into a store cached under ~/.cache/assistant-evals (reused while the
-# chunking, corpus reading, embedding model and store schema are unchanged).
+# chunking, corpus reading, embedding model, entity recogniser and store schema are unchanged).
 eval-news: $(BIN)/.dev-installed
 	$(BIN)/python -m evals.news $(NEWS_SET) --output eval-results/news-$(NEWS_SET).jsonl \
 	  --report eval-results/news-$(NEWS_SET).md $(if $(filter dev-2024,$(NEWS_SET)),$(NEWS_GATE))

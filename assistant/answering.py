@@ -92,12 +92,14 @@ class ExtractiveAnswerer:
     # -- the steps ---------------------------------------------------------------------------
     @staticmethod
     def candidates(hits: list[Hit]) -> list[Sentence]:
-        """Every distinct sentence of the hits, in reading order per article."""
+        """Every distinct sentence of the hits, in reading order per article, with the
+        entities its chunk's record holds for it (under its span as ingested)."""
         from assistant.entities import pattern_entities
 
         seen: dict[SentenceKey, Sentence] = {}
         for rank, hit in enumerate(hits):
-            for s, e in hit.sentences:
+            for (s, e), ingested in zip(hit.sentences, hit.record.stored_sentences,
+                                        strict=True):
                 key = (hit.doc_id, s, e)
                 if key in seen:
                     continue
@@ -106,7 +108,8 @@ class ExtractiveAnswerer:
                     doc_id=hit.doc_id, path=hit.record.path,
                     title=hit.record.title, start=s, end=e, text=text,
                     rank=rank, hit=hit, stems=sentence_stems(text),
-                    patterns=pattern_entities(text), published=_published(hit))
+                    patterns=pattern_entities(text), published=_published(hit),
+                    recognised=hit.record.sentence_entities(ingested))
         cands = sorted(seen.values(), key=lambda c: (c.doc_id, c.start))
         for i, c in enumerate(cands):
             c.order = i
@@ -141,7 +144,8 @@ class ExtractiveAnswerer:
             return
         chosen = [todo[k] for k in sorted(todo)]
         labels = TYPE_LABELS.get(ev.question.answer_type or "", ())
-        for s, ents in zip(chosen, self.tagger.tag([s.text for s in chosen]), strict=True):
+        tagged = self.tagger.tag([s.text for s in chosen], [s.recognised for s in chosen])
+        for s, ents in zip(chosen, tagged, strict=True):
             s.entities = ents
             s.typed = expected_entities(ents, labels, ev.question) if labels else []
             if labels and ev.question.role:

@@ -155,7 +155,8 @@ class Assistant:
                 # A rebuild makes a generation with the settings' model.
                 model = self.encoder(self.settings.embedding if rebuild else writer.embedding)
                 return ingest(self.settings, writer, model, rebuild=rebuild,
-                              progress=progress, on_complete=self._update_word_vectors)
+                              progress=progress, on_complete=self._update_word_vectors,
+                              tagger=self._tagger)
             finally:
                 with self._lock:
                     self._store = writer  # at the generation it completed
@@ -206,12 +207,14 @@ class Assistant:
         """Load the index and the models now rather than on the first question: the
         retriever of the current store (its lexical index brought up to date with the
         store; on a machine that reads a Chroma server it did not ingest into, built from
-        the server's contents), the embedding model, the entity recogniser and the answer
-        model. The chat page and ``assistant chat`` call it before their first question
-        (sentence and word vectors are still read as questions reach them).
+        the server's contents), the embedding model, the entity recogniser when the store's
+        chunks do not carry their entities, and the answer model. The chat page and
+        ``assistant chat`` call it before their first question (sentence and word vectors
+        are still read as questions reach them).
         :class:`AssistantError` when the store cannot answer (for instance, empty)."""
         self._retriever_for_query()
-        self._tagger.load()
+        if not self.store.keeps_entities():
+            self._tagger.load()
         _ = self._answerer
 
     def status(self) -> dict[str, Any]:

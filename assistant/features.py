@@ -23,7 +23,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from assistant.entities import Entity
+from assistant.entities import Entity, Recognised
 from assistant.question import TYPE_LABELS, Question, Term, focus_word
 from assistant.retrieval import Hit
 from assistant.text import IRREGULAR_PAST, STOPWORDS, is_about_speech, stem, stems_of, words
@@ -51,6 +51,7 @@ class Sentence:
     stems: frozenset[str] = frozenset()
     patterns: list[Entity] = field(default_factory=list)  # numbers, years, titled names
     entities: list[Entity] | None = None  # set for the shortlist (spaCy + patterns)
+    recognised: Recognised | None = None  # the recogniser's findings, stored by the ingest
     typed: list[Entity] = field(default_factory=list)  # of the expected type, new
     base: float = 0.0  # the base ranker's score
     score: float = 0.0  # the full ranker's score

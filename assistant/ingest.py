@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from assistant.corpus import (
     load_article,
 )
 from assistant.embedding import pooled_chunk_vector
+from assistant.entities import EntityTagger
 from assistant.layout import (
+    UNFILTERED_METADATA,
     ChunkRecord,
     SentenceVectors,
     StoreLayout,
@@ -323,9 +326,11 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
 
 def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
            progress: Progress | None = None,
-           on_complete: Callable[[str, set[str], bool, Store], None] | None = None
-           ) -> IngestReport:
-    """Bring the store up to date with the corpus, embedding only new or changed articles.
+           on_complete: Callable[[str, set[str], bool, Store], None] | None = None,
+           tagger: EntityTagger | None = None) -> IngestReport:
+    """Bring the store up to date with the corpus, embedding only new or changed articles
+    and storing with each chunk the entities ``tagger``'s recogniser finds in its sentences
+    (a new :class:`EntityTagger` when None).
 
     ``on_complete(previous, new_words, complete, store)`` runs under the store's lock once
     ``store`` (the generation written) is complete: ``previous`` is the fingerprint the
@@ -407,10 +412,11 @@ def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = F
         tracker.update(0, len(todo))
         new_words: set[str] = set()
         written: dict[str, int] = {}
+        tagger = tagger or EntityTagger()
         for group in _groups(todo):
             lease.check()
-            report.chunks_embedded += _write_group(settings, store, embed_model, group,
-                                                   new_words, written)
+            report.chunks_embedded += _write_group(settings, store, embed_model, tagger,
+                                                   group, new_words, written)
             done += sum(len(a.body) for a in group)
             files += len(group)
             tracker.update(files, len(todo))
@@ -468,9 +474,9 @@ def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]
     return groups
 
 
-def _write_group(settings: Settings, store: Store, embed_model: Any,
+def _write_group(settings: Settings, store: Store, embed_model: Any, tagger: EntityTagger,
                  group: list[Article], new_words: set[str], written: dict[str, int]) -> int:
-    """Chunk, embed and write a group of articles; returns the chunks written, adds
+    """Chunk, embed, tag and write a group of articles; returns the chunks written, adds
     their vocabulary to ``new_words`` and each article's chunk count to ``written``.
 
     One delete and two adds for the whole group (each Chroma write is a transaction: per
@@ -494,8 +500,17 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
         texts.extend(a.text[s:e] for s, e in sentences)
         if pooled and a.title:
             texts.append(a.title)
-    log.info("embedding %d texts of %d article(s)", len(texts), len(group))
-    vectors = embed_model.embed(texts) if texts else []
+    spans = [(a, s) for a, _, sentences, _ in plans for s in sentences]
+    log.info("embedding %d texts and recognising the entities of %d sentences of %d "
+             "article(s)", len(texts), len(spans), len(group))
+    # The two models run side by side: the embedding model releases the interpreter while
+    # it computes and does not keep both cores busy.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        recognising = pool.submit(tagger.recognise, [a.text[s:e] for a, (s, e) in spans])
+        vectors = embed_model.embed(texts) if texts else []
+        found = recognising.result()
+    recognised = (dict(zip([(a.doc_id, s) for a, s in spans], found, strict=True))
+                  if found is not None else None)
     nodes = []
     doc_ids: list[str] = []
     encoded: list[str] = []
@@ -515,7 +530,9 @@ def _write_group(settings: Settings, store: Store, embed_model: Any,
                 doc_id=a.doc_id, path=a.path, start=c.start, end=c.end,
                 sentences=c.sentences, title=a.title, sha256=a.sha256, index=c.index,
                 n_chunks=len(chunks), published=a.published,
-                source=a.meta.get("source", ""), day=day)
+                source=a.meta.get("source", ""), day=day,
+                entities=None if recognised is None else
+                {s: recognised[(a.doc_id, s)] for s in c.sentences})
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text,
                                    record.to_metadata(), chunk_vectors[k]))
             doc_ids.append(a.doc_id)
@@ -543,6 +560,9 @@ def _add_nodes(store: Store, nodes: list[Any]) -> None:
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=True) for n in nodes]
+    for meta in metadatas:
+        for key in UNFILTERED_METADATA:
+            meta.pop(key, None)
     store.add(store.chunks, ids=[n.node_id for n in nodes],
               embeddings=[n.embedding for n in nodes], metadatas=metadatas,
               documents=[n.text for n in nodes])

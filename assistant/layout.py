@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.entities import Recognised
 from assistant.settings import AssistantError
 
 SCHEMA = "5"
@@ -240,6 +241,10 @@ def chunk_id(doc_id: str, sha256: str, index: int) -> str:
 
 
 EMBED_METADATA = ("title",)  # the only metadata BM25 and the embedding model see
+UNFILTERED_METADATA = ("ents",)
+"""Metadata kept only inside the node's JSON content (``_node_content``, which
+:func:`node_meta` reads), not as a key of its own: it is never filtered on, and each
+metadata key is stored and indexed by Chroma."""
 
 
 def make_node(chunk_id: str, text: str, meta: dict[str, Any], embedding: Any = None) -> Any:
@@ -316,6 +321,9 @@ class ChunkRecord:
     """What the store keeps of one chunk besides its text and vector: the Chroma
     metadata, typed. ``text == article_text[start:end]``; ``sentences`` are absolute
     spans in the article; ``day`` is the publication date as ``YYYYMMDD`` (None: undated).
+``entities`` holds, by each sentence's span as ingested, the entity recogniser's findings
+in it (:data:`assistant.entities.Recognised`; stored as ``"ents"``, a JSON list in the order
+of ``sents``); None for a chunk stored without them.
 
     ``ingested_sentences`` is never stored: when the file changed since the ingest and the
     chunk was found again elsewhere (:mod:`assistant.freshness`), it holds the spans its
@@ -336,6 +344,7 @@ class ChunkRecord:
     published: str = ""
     source: str = ""
     day: int | None = None
+    entities: dict[Span, Recognised] | None = field(default=None, compare=False, repr=False)
     ingested_sentences: tuple[Span, ...] | None = field(default=None, compare=False)
     vectors: SentenceVectors | None = field(default=None, compare=False, repr=False)
 
@@ -350,6 +359,9 @@ class ChunkRecord:
         }
         if self.day is not None:
             meta["day"] = self.day
+        if self.entities is not None:
+            meta["ents"] = json.dumps([[list(e) for e in self.entities.get(s, ())]
+                                       for s in self.sentences], separators=(",", ":"))
         return meta
 
     @classmethod
@@ -360,13 +372,14 @@ class ChunkRecord:
         spans = json.loads(sents) if isinstance(sents, str) else (sents or [])
         day = meta.get("day")
         sentences = tuple((int(s), int(e)) for s, e in spans)
+        entities = _stored_entities(meta.get("ents"), sentences)
         return cls(
             doc_id=str(meta["doc_id"]), path=str(meta.get("path") or meta["doc_id"]),
             start=int(meta["start"]), end=int(meta["end"]), sentences=sentences,
             title=str(meta.get("title") or ""), sha256=str(meta.get("sha256") or ""),
             index=int(meta.get("index") or 0), n_chunks=int(meta.get("n_chunks") or 1),
             published=str(meta.get("published") or ""), source=str(meta.get("source") or ""),
-            day=int(day) if day else None,
+            day=int(day) if day else None, entities=entities,
             vectors=SentenceVectors(sentences, vectors) if isinstance(vectors, str) else None,
         )
 
@@ -374,7 +387,27 @@ class ChunkRecord:
         """The stored vector of the sentence ingested at ``ingested`` (None: none stored)."""
         return self.vectors.get(ingested) if self.vectors is not None else None
 
+    def sentence_entities(self, ingested: Span) -> Recognised | None:
+        """What the recogniser found in the sentence ingested at ``ingested`` (None: not
+        stored)."""
+        return self.entities.get(ingested) if self.entities is not None else None
+
     @property
     def stored_sentences(self) -> tuple[Span, ...]:
-        """The spans the sentences' vectors are stored under."""
+        """The spans the sentences' vectors and entities are stored under."""
         return self.ingested_sentences or self.sentences
+
+
+def _stored_entities(value: Any, sentences: tuple[Span, ...]) -> dict[Span, Recognised] | None:
+    """The ``"ents"`` metadata of a chunk by sentence span (None: absent, or not one list
+    of ``[start, end, label]`` per sentence: a damaged record is read as one without)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        rows = json.loads(value)
+        if not isinstance(rows, list) or len(rows) != len(sentences):
+            return None
+        return {span: tuple((int(s), int(e), str(label)) for s, e, label in row)
+                for span, row in zip(sentences, rows, strict=True)}
+    except (ValueError, TypeError):
+        return None

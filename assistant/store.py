@@ -48,6 +48,7 @@ from assistant.layout import (
     VECTORS_KEY,
     StoreLayout,
     generation_name,
+    node_meta,
 )
 from assistant.lease import IngestLease, Lease, NoLease
 from assistant.settings import AssistantError, Settings
@@ -1038,6 +1039,14 @@ class Store:
         """Number of chunks stored."""
         with self._guard():
             return int(self.chunks.count())
+
+    def keeps_entities(self) -> bool:
+        """True when the chunks carry their sentences' entities (read from one chunk: a
+        store ingested before they were kept, even in part, has its oldest without)."""
+        with self._guard():
+            got = self.chunks.get(include=["metadatas"], limit=1)
+        metas = got.get("metadatas") or []
+        return bool(metas) and "ents" in node_meta(metas[0] or {})
 
     def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0

@@ -48,6 +48,7 @@ def cache_root() -> Path:
 
 def store_key() -> str:
     """A short hash of everything that changes the contents of an ingested store."""
+    from assistant.entities import recogniser_version
     from assistant.layout import SCHEMA
     from assistant.settings import Settings
 
@@ -55,6 +56,7 @@ def store_key() -> str:
     h = hashlib.sha256(f"schema={SCHEMA};chunk={s.chunk_tokens}/{s.chunk_overlap_tokens};"
                        f"vectors={s.chunk_vectors}".encode())
     h.update(model_key(s.embedding).encode())
+    h.update(f"entities={recogniser_version()}".encode())
     for name in _STORE_INPUTS:
         h.update((ROOT / "assistant" / name).read_bytes())
     return h.hexdigest()[:12]

@@ -65,6 +65,42 @@ def test_off_topic_questions_abstain(article_bot, question: str) -> None:
     assert answer.passages, "an abstention still shows the closest passages"
 
 
+@pytest.mark.e2e
+def test_entities_stored_at_ingest_answer_as_the_recogniser_does(
+        article_bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Questions read the entities the ingest stored and never load the recogniser; the
+    answers are those of tagging the same sentences when the question comes."""
+    from assistant.core import Assistant
+    from assistant.layout import ChunkRecord
+
+    questions = ["How many children were reunited with their families in the past 24 hours?",
+                 "Where was the letter handed to Putin?", "What law did she champion?",
+                 "Who wrote the letter?", "When was the letter delivered?",
+                 "What is the capital of Australia?"]
+
+    def answers(bot: Assistant) -> list[tuple]:
+        out = []
+        for q in questions:
+            a = bot.ask(q)
+            out.append((a.text, a.short_answer, a.abstained,
+                        [(c.start, c.end, c.role) for c in a.citations]))
+        return out
+
+    def fresh() -> Assistant:
+        bot = Assistant(corpus=article_bot.settings.corpus, store=article_bot.settings.store)
+        bot._embed = article_bot._embed
+        return bot
+
+    stored = fresh()
+    from_store = answers(stored)
+    assert not stored._tagger.loaded
+    monkeypatch.setattr(ChunkRecord, "sentence_entities", lambda self, span: None)
+    live = fresh()
+    assert answers(live) == from_store
+    assert live._tagger.loaded
+    assert sum(1 for a in from_store if a[1]) >= 4  # short answers, which read entities
+
+
 @pytest.mark.parametrize(
     ("question", "role"),
     [

@@ -100,3 +100,21 @@ def test_the_filter_benchmark_finds_each_day_filter_equal_to_both_bounds(capsys)
     assert len(rows) == 3, rows
     assert all(line.rstrip().endswith("| yes |") for line in rows), rows
     assert "`$in`" in rows[1] and "`$lte`" in rows[0]
+
+
+def test_the_entity_benchmark_finds_the_same_answers_without_loading_the_recogniser(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The two stores it compares answer alike, and the one whose chunks keep their entities
+    answers without loading the recogniser."""
+    from evals import bench_entities
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps({"question": q}) for q in [
+        "How many children were reunited with their families?",
+        "Where was the letter handed to Putin?", "What law did she champion?"]))
+    corpus = Path(__file__).resolve().parent.parent / "corpus"
+    assert bench_entities.main(["--corpus", str(corpus), "--questions", str(questions),
+                                "--rounds", "1", "--cold-runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "same answers: 3 of 3; recogniser loaded by the store with entities: False" in out
+    assert "with / without:" in out and "cold `assistant ask`" in out

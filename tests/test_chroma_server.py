@@ -128,7 +128,8 @@ def words_of(text: str) -> set[str]:
 def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
         tmp_path: Path, chroma_url: str, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two store directories (two machines) on one server: the second never ingests; it
-    answers as the first does, and after the first ingests a changed file it sees the change
+    answers as the first does (the sentences' vectors and entities read from the server, no
+    recogniser loaded), and after the first ingests a changed file it sees the change
     on its next question, its lexical index updated with the changed chunks only."""
     from assistant import lexical
     from tests.test_lexical import ARTICLES, record_updates
@@ -162,6 +163,7 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     assert set(questions) <= set(embedded)
     assert all(t in questions or (t.isalpha() and t not in vocabulary) for t in embedded), \
         embedded
+    assert not second._tagger.loaded  # the sentences' entities came from the server too
 
     assert seen(second, questions[1])[1] == "8"
     (corpus / "story-6.txt").write_text(ARTICLES["story-6.txt"].replace(
@@ -180,6 +182,7 @@ def test_a_second_machine_answers_from_the_server_and_follows_its_ingests(
     third.prepare()
     assert [(u.full, u.chunks) for u in updates[2:]] == [(True, 8)]
     assert seen(third, questions[1]) == after and len(updates) == 3
+    assert not third._tagger.loaded
 
 
 def test_two_machines_ingesting_into_one_server_each_notice_the_others_writes(

@@ -276,6 +276,47 @@ def test_each_chunk_record_holds_the_vectors_of_its_sentences(
         assert record.sentence_vector((0, 1)) is None  # not one of its sentences
 
 
+def test_each_chunk_record_holds_the_entities_of_its_sentences(bot: Assistant) -> None:
+    """The recogniser runs at ingest: each chunk keeps, for every sentence, what it finds
+    in that sentence's text (offsets within the sentence)."""
+    from assistant.entities import EntityTagger
+
+    bot.ingest()
+    assert bot.store.keeps_entities()
+    tagger = EntityTagger()
+    seen: set[tuple[str, str]] = set()
+    for cid, meta, _, _ in _chunk_records(bot):
+        assert "ents" not in meta and "ents" in node_meta(meta)  # never filtered on
+        record = stored_record(bot, cid, meta)
+        article = (bot.settings.corpus / record.path).read_text()
+        for s, e in record.sentences:
+            stored = record.sentence_entities((s, e))
+            assert stored == tagger.recognise([article[s:e]])[0]
+            seen |= {(article[s:e][a:b], label) for a, b, label in stored}
+        assert record.sentence_entities((0, 1)) is None  # not one of its sentences
+    assert {("Tom Baker", "PERSON"), ("Monday", "DATE"), ("300", "CARDINAL")} <= seen
+
+
+def test_a_store_ingested_without_entities_still_answers_with_them(
+        bot: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks stored without entities (the recogniser unavailable at ingest, or a store
+    ingested before they were kept) are tagged when a question reaches them, and the
+    recogniser is loaded when the store is prepared."""
+    from assistant.entities import EntityTagger
+
+    with monkeypatch.context() as m:
+        m.setattr(EntityTagger, "recognise", lambda self, sentences: None)
+        bot.ingest()
+    assert not bot.store.keeps_entities()
+    assert all("ents" not in node_meta(meta) for _, meta, _, _ in _chunk_records(bot))
+    fresh = Assistant(corpus=bot.settings.corpus, store=bot.settings.store)
+    fresh._embed = bot._embed
+    fresh.prepare()
+    assert fresh._tagger.loaded
+    answer = fresh.ask("Who voted against the budget?")
+    assert answer.short_answer == "Tom Baker"
+
+
 def test_chunk_vectors_are_pooled_from_the_stored_sentence_vectors(
         bot: Assistant, embed_calls: list[str], embed_model) -> None:
     bot = Assistant(corpus=bot.settings.corpus, store=bot.settings.store,

@@ -43,6 +43,11 @@ def test_store_key_follows_the_chunking_settings(monkeypatch) -> None:
     monkeypatch.setenv("ASSISTANT_EMBEDDING", "minilm")
     assert news.store_key() == key
     assert news.store_for("dev-2024").name.startswith("news-dev-2024-")
+    # The stored entities come from the recogniser: another version, another store.
+    import assistant.entities
+
+    monkeypatch.setattr(assistant.entities, "RECOGNISER", "another_recogniser")
+    assert news.store_key() != key
 
 
 def _news_set(root: Path) -> None:
