@@ -36,9 +36,8 @@ from assistant.corpus import (
 from assistant.embedding import pooled_chunk_vector
 from assistant.entities import EntityTagger
 from assistant.layout import (
-    UNFILTERED_METADATA,
     ChunkRecord,
-    SentenceVectors,
+    SentenceData,
     StoreLayout,
     chunk_id,
     ingest_lock,
@@ -530,14 +529,14 @@ def _write_group(settings: Settings, store: Store, embed_model: Any, tagger: Ent
                 doc_id=a.doc_id, path=a.path, start=c.start, end=c.end,
                 sentences=c.sentences, title=a.title, sha256=a.sha256, index=c.index,
                 n_chunks=len(chunks), published=a.published,
-                source=a.meta.get("source", ""), day=day,
-                entities=None if recognised is None else
-                {s: recognised[(a.doc_id, s)] for s in c.sentences})
+                source=a.meta.get("source", ""), day=day)
             nodes.append(make_node(chunk_id(a.doc_id, a.sha256, c.index), c.text,
                                    record.to_metadata(), chunk_vectors[k]))
             doc_ids.append(a.doc_id)
-            encoded.append(SentenceVectors.of(c.sentences,
-                                              these[[row[s] for s in c.sentences]]).encoded)
+            encoded.append(SentenceData.of(
+                c.sentences, these[[row[s] for s in c.sentences]],
+                None if recognised is None else
+                [recognised[(a.doc_id, s)] for s in c.sentences]).encoded)
             new_words |= vocabulary(c.text)
         written[a.doc_id] = len(chunks)
     # The new version goes in before the earlier one is deleted (ids carry the content
@@ -560,9 +559,6 @@ def _add_nodes(store: Store, nodes: list[Any]) -> None:
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=True) for n in nodes]
-    for meta in metadatas:
-        for key in UNFILTERED_METADATA:
-            meta.pop(key, None)
     store.add(store.chunks, ids=[n.node_id for n in nodes],
               embeddings=[n.embedding for n in nodes], metadatas=metadatas,
               documents=[n.text for n in nodes])

@@ -6,7 +6,8 @@ ingest lock, the leftovers of killed runs, and the typed record of one chunk.
       generations/<base>.json   which generation readers use (atomic pointer)
       generations/<base>.progress.json   how far a running ingest is
       ingest.lock               held by the one process that writes
-      sentences/<name>.sqlite3  each chunk's sentence vectors, by chunk id (embedded store)
+      sentences/<name>.sqlite3  each chunk's sentence vectors and entities, by chunk id
+                                (embedded store)
       bm25/<name>/              the lexical index (bm25s), its chunk ids and days
       words/<name>/             vectors of the corpus vocabulary
       files/<name>.json         size and mtime of each ingested file
@@ -15,8 +16,8 @@ ingest lock, the leftovers of killed runs, and the typed record of one chunk.
 (:func:`generation_name`). Nothing else in the package builds a path inside a store.
 
 Beside its chunks a store keeps, under each chunk's id, the vectors of that chunk's
-sentences (:class:`SentenceVectors`): in the sentence file of an embedded store, in Chroma
-on a server shared by several machines (see :mod:`assistant.store`).
+sentences and their entities (:class:`SentenceData`): in the sentence file of an embedded
+store, in Chroma on a server shared by several machines (see :mod:`assistant.store`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -241,10 +242,6 @@ def chunk_id(doc_id: str, sha256: str, index: int) -> str:
 
 
 EMBED_METADATA = ("title",)  # the only metadata BM25 and the embedding model see
-UNFILTERED_METADATA = ("ents",)
-"""Metadata kept only inside the node's JSON content (``_node_content``, which
-:func:`node_meta` reads), not as a key of its own: it is never filtered on, and each
-metadata key is stored and indexed by Chroma."""
 
 
 def make_node(chunk_id: str, text: str, meta: dict[str, Any], embedding: Any = None) -> Any:
@@ -275,31 +272,71 @@ def node_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 Span = tuple[int, int]
 
+SENTENCE_RECORD = "vectors+entities"
+"""What a :class:`SentenceData` string holds (the eval stores' cache key follows it)."""
+
 VECTORS_KEY = "sentence_vectors"
-"""The metadata key of a :class:`SentenceVectors` string in a server's sentence collection."""
+"""The metadata key of a :class:`SentenceData` string in a server's sentence collection."""
 
 
 @dataclass(frozen=True)
-class SentenceVectors:
-    """The vectors of a chunk's sentences as its record keeps them: float16, in the order
-    of ``spans`` (the sentences' spans when they were ingested), in one string
-    ``"<rows>x<dimensions>:<base64>"`` (the shape makes a damaged string detectable)."""
+class SentenceData:
+    """What a chunk's record keeps of its sentences for the answer layer, read only for
+    retrieved chunks (never scanned): their vectors, float16, and the entities the
+    recogniser found in them (:data:`assistant.entities.Recognised`), in the order of
+    ``spans`` (the sentences' spans when they were ingested). One string: the vectors as
+    ``"<rows>x<dimensions>:<base64>"`` (the shape makes a damaged string detectable), then,
+    when the entities were recognised, a newline and a JSON list of ``[start, end, label]``
+    lists, one per sentence."""
 
     spans: tuple[Span, ...]
     encoded: str
 
     @classmethod
-    def of(cls, spans: tuple[Span, ...], vectors: Any) -> SentenceVectors:
-        """The stored form of ``vectors`` (one row per span)."""
+    def of(cls, spans: tuple[Span, ...], vectors: Any,
+           entities: Sequence[Recognised] | None = None) -> SentenceData:
+        """The stored form of ``vectors`` and ``entities`` (one row and one tuple per
+        span)."""
         rows = np.asarray(vectors, dtype="<f2")
         if rows.ndim != 2 or rows.shape[0] != len(spans):
             raise ValueError(f"{len(spans)} sentence spans, vectors of shape {rows.shape}")
         data = base64.b64encode(rows.tobytes()).decode("ascii")
-        return cls(tuple(spans), f"{rows.shape[0]}x{rows.shape[1]}:{data}")
+        encoded = f"{rows.shape[0]}x{rows.shape[1]}:{data}"
+        if entities is not None:
+            if len(entities) != len(spans):
+                raise ValueError(f"{len(spans)} sentence spans, entities of {len(entities)}")
+            encoded += "\n" + json.dumps([[list(e) for e in found] for found in entities],
+                                          separators=(",", ":"))
+        return cls(tuple(spans), encoded)
+
+    @cached_property
+    def _entities(self) -> dict[Span, Recognised] | None:
+        _, newline, data = self.encoded.partition("\n")
+        if not newline:
+            return None
+        try:
+            rows = json.loads(data)
+            if not isinstance(rows, list) or len(rows) != len(self.spans):
+                return None
+            return {span: tuple((int(s), int(e), str(label)) for s, e, label in row)
+                    for span, row in zip(self.spans, rows, strict=True)}
+        except (ValueError, TypeError):
+            return None  # damaged: read as not recognised
+
+    def entities(self, span: Span) -> Recognised | None:
+        """The recogniser's entities in the sentence ingested at ``span`` (None: not one of
+        them, or none stored)."""
+        return self._entities.get(span) if self._entities is not None else None
+
+    @property
+    def has_entities(self) -> bool:
+        """True when the string has its entities part (written by an ingest that ran the
+        recogniser)."""
+        return "\n" in self.encoded
 
     @cached_property
     def _rows(self) -> dict[Span, np.ndarray]:
-        shape, _, data = self.encoded.partition(":")
+        shape, _, data = self.encoded.partition("\n")[0].partition(":")
         try:
             n, dims = (int(v) for v in shape.split("x"))
             flat = np.frombuffer(base64.b64decode(data, validate=True), dtype="<f2")
@@ -321,15 +358,13 @@ class ChunkRecord:
     """What the store keeps of one chunk besides its text and vector: the Chroma
     metadata, typed. ``text == article_text[start:end]``; ``sentences`` are absolute
     spans in the article; ``day`` is the publication date as ``YYYYMMDD`` (None: undated).
-``entities`` holds, by each sentence's span as ingested, the entity recogniser's findings
-in it (:data:`assistant.entities.Recognised`; stored as ``"ents"``, a JSON list in the order
-of ``sents``); None for a chunk stored without them.
 
     ``ingested_sentences`` is never stored: when the file changed since the ingest and the
     chunk was found again elsewhere (:mod:`assistant.freshness`), it holds the spans its
-    sentences had when they were ingested, which their stored ``vectors`` are keyed by.
-    ``vectors`` is not part of the chunk's metadata: the retriever reads it from the
-    store's sentence vectors (:meth:`assistant.store.Store.sentence_vectors`).
+    sentences had when they were ingested, which their stored ``vectors`` (their vectors
+    and entities) are keyed by. ``vectors`` is not part of the chunk's metadata: the
+    retriever reads it from the store's sentence records
+    (:meth:`assistant.store.Store.sentence_vectors`).
     """
 
     doc_id: str
@@ -344,9 +379,8 @@ of ``sents``); None for a chunk stored without them.
     published: str = ""
     source: str = ""
     day: int | None = None
-    entities: dict[Span, Recognised] | None = field(default=None, compare=False, repr=False)
     ingested_sentences: tuple[Span, ...] | None = field(default=None, compare=False)
-    vectors: SentenceVectors | None = field(default=None, compare=False, repr=False)
+    vectors: SentenceData | None = field(default=None, compare=False, repr=False)
 
     def to_metadata(self) -> dict[str, str | int]:
         """The record as Chroma metadata (flat: the sentence spans as a JSON string)."""
@@ -359,28 +393,24 @@ of ``sents``); None for a chunk stored without them.
         }
         if self.day is not None:
             meta["day"] = self.day
-        if self.entities is not None:
-            meta["ents"] = json.dumps([[list(e) for e in self.entities.get(s, ())]
-                                       for s in self.sentences], separators=(",", ":"))
         return meta
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any], vectors: str | None = None) -> ChunkRecord:
         """The record of a chunk's stored metadata (KeyError when it is not a chunk's);
-        ``vectors`` is its :class:`SentenceVectors` string, if known."""
+        ``vectors`` is its :class:`SentenceData` string, if known."""
         sents = meta.get("sents")
         spans = json.loads(sents) if isinstance(sents, str) else (sents or [])
         day = meta.get("day")
         sentences = tuple((int(s), int(e)) for s, e in spans)
-        entities = _stored_entities(meta.get("ents"), sentences)
         return cls(
             doc_id=str(meta["doc_id"]), path=str(meta.get("path") or meta["doc_id"]),
             start=int(meta["start"]), end=int(meta["end"]), sentences=sentences,
             title=str(meta.get("title") or ""), sha256=str(meta.get("sha256") or ""),
             index=int(meta.get("index") or 0), n_chunks=int(meta.get("n_chunks") or 1),
             published=str(meta.get("published") or ""), source=str(meta.get("source") or ""),
-            day=int(day) if day else None, entities=entities,
-            vectors=SentenceVectors(sentences, vectors) if isinstance(vectors, str) else None,
+            day=int(day) if day else None,
+            vectors=SentenceData(sentences, vectors) if isinstance(vectors, str) else None,
         )
 
     def sentence_vector(self, ingested: Span) -> np.ndarray | None:
@@ -390,24 +420,9 @@ of ``sents``); None for a chunk stored without them.
     def sentence_entities(self, ingested: Span) -> Recognised | None:
         """What the recogniser found in the sentence ingested at ``ingested`` (None: not
         stored)."""
-        return self.entities.get(ingested) if self.entities is not None else None
+        return self.vectors.entities(ingested) if self.vectors is not None else None
 
     @property
     def stored_sentences(self) -> tuple[Span, ...]:
         """The spans the sentences' vectors and entities are stored under."""
         return self.ingested_sentences or self.sentences
-
-
-def _stored_entities(value: Any, sentences: tuple[Span, ...]) -> dict[Span, Recognised] | None:
-    """The ``"ents"`` metadata of a chunk by sentence span (None: absent, or not one list
-    of ``[start, end, label]`` per sentence: a damaged record is read as one without)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        rows = json.loads(value)
-        if not isinstance(rows, list) or len(rows) != len(sentences):
-            return None
-        return {span: tuple((int(s), int(e), str(label)) for s, e, label in row)
-                for span, row in zip(sentences, rows, strict=True)}
-    except (ValueError, TypeError):
-        return None

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.layout import ChunkRecord, SentenceVectors, node_meta
+from assistant.layout import ChunkRecord, SentenceData, node_meta
 from assistant.lexical import load_bm25
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
@@ -124,7 +124,7 @@ class HybridRetriever:
         stored = self.store.sentence_vectors([h.id for h in ranked])
         for h in ranked:
             if (vectors := stored.get(h.id)) is not None:
-                h.record = replace(h.record, vectors=SentenceVectors(h.record.sentences,
+                h.record = replace(h.record, vectors=SentenceData(h.record.sentences,
                                                                      vectors))
         return ranked
 

@@ -1,6 +1,6 @@
 """The store of a corpus: its chunks in a Chroma collection, embedded (``PersistentClient``)
 or on a ``chroma run`` server, and beside them, under each chunk's id, the vectors of that
-chunk's sentences (:class:`assistant.layout.SentenceVectors`).
+chunk's sentences (:class:`assistant.layout.SentenceData`).
 
 Where the sentence vectors live depends on the mode. On a server they are a
 ``<name>-sentences`` Chroma collection (:class:`ChromaSentences`), so that every machine
@@ -46,9 +46,9 @@ import numpy as np
 from assistant.layout import (
     SCHEMA,
     VECTORS_KEY,
+    SentenceData,
     StoreLayout,
     generation_name,
-    node_meta,
 )
 from assistant.lease import IngestLease, Lease, NoLease
 from assistant.settings import AssistantError, Settings
@@ -770,12 +770,13 @@ class Store:
 
     def add_sentence_vectors(self, ids: list[str], doc_ids: list[str], vectors: list[str],
                              embeddings: Any) -> None:
-        """Keep the sentence vectors (:class:`~assistant.layout.SentenceVectors` strings)
+        """Keep the sentence vectors (:class:`~assistant.layout.SentenceData` strings)
         of the chunks ``ids``; ``embeddings`` are the chunks' own vectors."""
         self.sentences.add(ids, doc_ids, vectors, embeddings)
 
     def sentence_vectors(self, ids: list[str]) -> dict[str, str]:
-        """The stored sentence-vector strings of the chunks ``ids`` (those it has)."""
+        """The stored sentence records (:class:`~assistant.layout.SentenceData` strings:
+        vectors and entities) of the chunks ``ids`` (those it has)."""
         return self.sentences.get(ids)
 
     def sentence_count(self) -> int:
@@ -1041,12 +1042,12 @@ class Store:
             return int(self.chunks.count())
 
     def keeps_entities(self) -> bool:
-        """True when the chunks carry their sentences' entities (read from one chunk: a
-        store ingested before they were kept, even in part, has its oldest without)."""
+        """True when the chunks' sentence records hold their entities (read for one chunk:
+        a store ingested before they were kept, even in part, has its oldest without)."""
         with self._guard():
-            got = self.chunks.get(include=["metadatas"], limit=1)
-        metas = got.get("metadatas") or []
-        return bool(metas) and "ents" in node_meta(metas[0] or {})
+            ids = self.chunks.get(include=[], limit=1)["ids"]
+        record = self.sentence_vectors(ids).get(ids[0]) if ids else None
+        return record is not None and SentenceData((), record).has_entities
 
     def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0

@@ -49,14 +49,14 @@ def cache_root() -> Path:
 def store_key() -> str:
     """A short hash of everything that changes the contents of an ingested store."""
     from assistant.entities import recogniser_version
-    from assistant.layout import SCHEMA
+    from assistant.layout import SCHEMA, SENTENCE_RECORD
     from assistant.settings import Settings
 
     s = Settings.from_env()
     h = hashlib.sha256(f"schema={SCHEMA};chunk={s.chunk_tokens}/{s.chunk_overlap_tokens};"
                        f"vectors={s.chunk_vectors}".encode())
     h.update(model_key(s.embedding).encode())
-    h.update(f"entities={recogniser_version()}".encode())
+    h.update(f"entities={recogniser_version()};sentences={SENTENCE_RECORD}".encode())
     for name in _STORE_INPUTS:
         h.update((ROOT / "assistant" / name).read_bytes())
     return h.hexdigest()[:12]
