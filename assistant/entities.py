@@ -3,9 +3,9 @@ numbers and titled names. Entity labels are evidence, not truth.
 
 The model's part is the slow one (loading spaCy takes about as long as the rest of a cold
 ``assistant ask``), so an ingest runs it once over every sentence it writes
-(:meth:`EntityTagger.recognise`) and the store keeps the result with each chunk
-(:class:`assistant.layout.ChunkRecord`); questions then read it, and load the model only
-for a sentence whose chunk has none (a store ingested before entities were kept).
+(:meth:`EntityTagger.recognise`) and the store keeps the result with each chunk's sentence
+vectors (:class:`assistant.layout.SentenceData`); questions then read it, and load the model
+only for a sentence whose chunk has none (a store ingested before entities were kept).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The store of a corpus: its chunks in a Chroma collection, embedded (``PersistentClient``)
 or on a ``chroma run`` server, and beside them, under each chunk's id, the vectors of that
-chunk's sentences (:class:`assistant.layout.SentenceData`).
+chunk's sentences and the entities found in them (:class:`assistant.layout.SentenceData`).
 
 Where the sentence vectors live depends on the mode. On a server they are a
 ``<name>-sentences`` Chroma collection (:class:`ChromaSentences`), so that every machine
