@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from assistant.core import Assistant
+from evals.bench import cold_start
 from evals.news import NEWS_DIR
 
 WAYS = ("without", "with")
@@ -45,15 +43,6 @@ def _ingest(corpus: Path, store: Path, way: str, model: object | None) -> tuple[
     started = time.perf_counter()
     bot.ingest()
     return time.perf_counter() - started, bot
-
-
-def _cold_ask(corpus: Path, store: Path, question: str) -> float:
-    """Wall seconds of ``assistant ask`` in a new process."""
-    command = [str(Path(sys.executable).with_name("assistant")), "ask", "--corpus", str(corpus),
-               "--store", str(store), question]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env={**os.environ})
-    return time.perf_counter() - started
 
 
 def _answer(bot: Assistant, question: str) -> tuple[float, tuple]:
@@ -110,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         cold: dict[str, list[float]] = {w: [] for w in WAYS}
         for _ in range(args.cold_runs):
             for way in WAYS:
-                cold[way].append(_cold_ask(corpus, stores[way], questions[0]))
+                spec = {"corpus": str(corpus), "store": str(stores[way])}
+                asked = {"question": questions[0], "answers": [], "doc_id": ""}
+                cold[way] += cold_start(spec, asked, runs=1)["cold_start_runs"]
         print("cold `assistant ask`, seconds: " + "; ".join(
             f"{w} " + " ".join(f"{s:.2f}" for s in cold[w]) for w in WAYS))
 
