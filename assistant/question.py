@@ -24,9 +24,10 @@ TYPE_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 # Up to two modifiers between "which" and its noun ("which US state"), but not a verb
-# ("what does the bill …" does not ask for a bill's name).
+# ("what does the bill …" does not ask for a bill's name) nor the start of a time phrase
+# ("which country this week" asks for a country, not a week).
 _MOD = (r"(?:\s+(?!(?:does|did|do|is|was|are|were|has|have|had|can|could|will|would|"
-        r"should)\b)[\w’'-]+){0,2}?")
+        r"should|this|last|next|past|earlier|later)\b)[\w’'-]+){0,2}?")
 _WHAT = r"\b(?:what(?:'s|s)?|which)"
 # Each rule: a wh-expression and the answer type it asks for. The expression that
 # comes first in the question decides ("where was he when…" asks for a place).
@@ -149,16 +150,35 @@ _ROLE_TRIGGERS = re.compile(
 )
 
 
+# "'s" after these marks a kind ("a children's book"), not the owner a question asks for.
+_KIND_OWNERS = frozenset("children women men people".split())
+_POSSESSIVE = re.compile(r"^([\w-]+)['’]s?$")
+
+
+def possessor(word: str) -> str | None:
+    """The owner named by a possessive word ("state's" → "state"), None for any other word
+    and for a kind ("children's")."""
+    m = _POSSESSIVE.match(word.lower())
+    if not m or (word.endswith(("'", "’")) and not m.group(1).endswith("s")):
+        return None
+    return None if m.group(1) in _KIND_OWNERS else m.group(1)
+
+
 def asked_role(text: str) -> str | None:
     """The role whose holder a question asks for ("Who is the mayor of Millbrook?" →
-    "mayor", "Which judge ruled?" → "judge", "Who manages the club?" → "manager")."""
+    "mayor", "Which judge ruled?" → "judge", "Who manages the club?" → "manager"); none
+    when an owner comes first ("Which state's governor …" asks for a state)."""
     low = text.lower()
     m = re.match(r"^\s*who (\w+)\b", low)
     if m and m.group(1) in _ROLE_VERBS:
         return _ROLE_VERBS[m.group(1)]
     for m in _ROLE_TRIGGERS.finditer(low):
         plain_ok = not m.group().lstrip().startswith(("which", "what"))
-        for word in re.findall(r"[a-z-]+", low[m.end() :])[:4]:
+        for word in re.findall(r"[a-z-]+(?:['’]s?)?", low[m.end() :])[:4]:
+            if possessor(word) and not plain_ok:  # "which state's …": the owner is asked
+                break
+            if _POSSESSIVE.match(word):  # a kind: "which children's author"
+                word = _POSSESSIVE.match(word).group(1)
             if word in ROLES or (plain_ok and word in PEOPLE):
                 return word
             if word in ("of", "in", "at", "for", "did", "does", "do", "is", "was", "has"):
@@ -166,12 +186,18 @@ def asked_role(text: str) -> str | None:
     return None
 
 
+# A wh-word after a comma opens a relative clause ("Ann Lee, who died this week, wrote
+# which book?") when the question has another wh-word after it.
+_RELATIVE = re.compile(r",\s+(?:who|whom|whose|where|when)\b(?=.*\b(?:who|whom|what|which|where|"
+                       r"when|how)\b)", re.IGNORECASE | re.DOTALL)
+
+
 def answer_type(text: str) -> str | None:
     """The kind of short answer a question asks for, or None for open questions."""
     # "Who is Maria Lvova-Belova?" asks for a description, not a name.
     if _WHO_IS_NAME.match(text):
         return None
-    low = text.lower()
+    low = _RELATIVE.sub(lambda m: "," + " " * (len(m.group()) - 1), text).lower()
     first: tuple[int, str] | None = None
     for pattern, kind in _TYPE_RULES:
         m = re.search(pattern, low)
@@ -222,13 +248,19 @@ def focus_word(text: str) -> str | None:
     "What sport do they play?" → "sport", "Which club won …" → "club"), lower-cased; None
     when there is none. The phrase ends at a function word, a verb in the past tense or an
     adverb ("Which town recently opened …" → "town"); an adverb before the noun is
-    passed over ("What rarely seen owl …" → "owl")."""
+    passed over ("What rarely seen owl …" → "owl"). An owner ends it too: "Which state's
+    governor …" asks for a state (but "which children's book" for a book)."""
     m = _FOCUS.search(text)
     following = _FOCUS_WORDS.match(text[m.end() :]) if m else None
     if not following:
         return None
     found: list[str] = []
     for w in following.group().split():
+        owner = possessor(w)
+        if owner:
+            return owner.replace(".", "")
+        if _POSSESSIVE.match(w.lower()):  # a kind, not the noun: "which children's book"
+            continue
         low = w.lower().strip("’'").replace(".", "")  # "U.S." → "us"
         adverb = low.endswith("ly") and len(low) > 4
         if low in _NOT_FOCUS or (found and (adverb or _past_tense(low))):

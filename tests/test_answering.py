@@ -18,6 +18,14 @@ from tests.conftest import ARTICLE
         ("What law did she champion?", "NAME"),
         ("Who is Maria Lvova-Belova?", None),
         ("Why were the children displaced?", None),
+        # A time phrase after the noun is not what is asked for.
+        ("Which city this week approved its budget?", "GPE"),
+        ("Sales of what medicine rose last month?", None),
+        ("Which day this week was the vote?", "DATE"),
+        # A relative clause's wh-word is not the question's.
+        ("The mayor, who resigned on Monday, moved to which city?", "GPE"),
+        ("The band played the Bowl, where it first played in 1970. Who is it?", "PERSON"),
+        ("Where did the mayor, who resigned, go?", "PLACE"),
     ],
 )
 def test_expected_answer_type(question: str, kind: str | None) -> None:
@@ -110,6 +118,10 @@ def test_entities_stored_at_ingest_answer_as_the_recogniser_does(
         ("What is the name of the utility's spokeswoman?", "spokeswoman"),
         ("Who wrote the letter?", None),
         ("Which country is the player from?", None),
+        # An owner before the role is what a "which" question asks for; a kind is not.
+        ("Which state's governor signed the bill?", None),
+        ("Who is the club's coach?", "coach"),
+        ("Which children's author won the prize?", "author"),
     ],
 )
 def test_asked_role(question: str, role: str | None) -> None:
@@ -149,6 +161,7 @@ def test_role_question_needs_the_role_holder(tmp_path, embed_model) -> None:
         ("How much are the libraries getting?", "AMOUNT"),
         ("How many employees does the company have?", "NUMBER"),
         ("What is the name of one of the reunited children?", "PERSON"),
+        ("Which state’s governor signed the bill?", "GPE"),
     ],
 )
 def test_more_answer_types(question: str, kind: str) -> None:

@@ -52,7 +52,9 @@ def test_every_feature_is_named_once_and_documented(features) -> None:
      ("The head of which charity stepped down on Friday?", "charity"),
      ("Which small U.S. town held a festival for its oldest tree?", "town"),
      ("What rarely seen owl nested in the park?", "owl"),
-     ("Which mayor said the bridge would reopen?", "mayor")],
+     ("Which mayor said the bridge would reopen?", "mayor"),
+     # An owner is what is asked for; a kind ("children's") is passed over.
+     ("Which city's mayor resigned?", "city"), ("Which children's book won a prize?", "book")],
 )
 def test_focus_word(question: str, focus: str | None) -> None:
     assert focus_word(question) == focus
@@ -194,3 +196,4 @@ def test_span_features_read_where_the_question_words_sit_around_the_span() -> No
     # No wh-word: no order to compare.
     _, ev = _evidence("Name the juggler", ["A juggler balanced a ladder on his chin"])
     assert span_order(ev, _span(ev, "ladder", "a ladder")) == 0.0
+
