@@ -33,6 +33,8 @@ from assistant.settings import AssistantError
 
 MODEL_FILE = Path(__file__).parent / "resources" / "answer_model.json"
 FORMAT = 2
+# What becomes of the answer when the short answer lies in a sentence it does not quote.
+OUTSIDE = ("move", "keep", "add")
 
 
 @dataclass
@@ -82,22 +84,30 @@ class Policy:
     small_corpus: int = 50
     small_threshold: float = 0.3
     small_rules: list[str] = field(default_factory=list)
-    # When the span ranker's short answer lies in a sentence the answer does not quote:
-    # True, that sentence becomes the answer; False, the short answer is the best one the
-    # quoted sentences hold (none below ``min_span``). Either way what is quoted states the
-    # short answer. One value per kind of corpus, chosen by cross-validation.
-    span_moves_answer: bool = True
-    small_span_moves_answer: bool = False
+    # When the span ranker's short answer lies in a sentence the answer does not quote (one
+    # of :data:`OUTSIDE`): "move", that sentence becomes the answer; "keep", the short
+    # answer is the best one the quoted sentences hold (none below ``min_span``); "add",
+    # that sentence is quoted after the best one, in place of its neighbour ("move" when
+    # the two exceed the answer's length). Either way what is quoted states the short
+    # answer. One value per kind of corpus, chosen by cross-validation.
+    span_outside: str = "move"
+    small_span_outside: str = "keep"
+
+    def __post_init__(self) -> None:
+        for value in (self.span_outside, self.small_span_outside):
+            if value not in OUTSIDE:
+                raise AssistantError(f"the answer model's policy has an unknown span_outside "
+                                     f"{value!r} (one of {', '.join(OUTSIDE)})")
 
     def is_small(self, corpus_articles: int) -> bool:
         """True for a corpus calibrated apart (1 to ``small_corpus`` articles)."""
         return 0 < corpus_articles <= self.small_corpus
 
-    def moves_answer(self, corpus_articles: int) -> bool:
-        """``span_moves_answer`` for a corpus of ``corpus_articles`` articles."""
+    def outside(self, corpus_articles: int) -> str:
+        """``span_outside`` for a corpus of ``corpus_articles`` articles."""
         if self.is_small(corpus_articles):
-            return self.small_span_moves_answer
-        return self.span_moves_answer
+            return self.small_span_outside
+        return self.span_outside
 
     def abstention(self, corpus_articles: int) -> tuple[float, list[str]]:
         """The threshold and rules for a corpus of ``corpus_articles`` articles."""

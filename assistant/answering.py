@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -217,8 +217,9 @@ class ExtractiveAnswerer:
                      avoid: Collection[SentenceKey] = ()) -> Choice:
         """``choice`` with its short answer: the span ranker's best candidate (none below
         ``min_span``), stated in what the answer quotes. When that candidate lies in another
-        of the best sentences, the policy says whether that sentence becomes the answer or
-        the short answer is the best candidate of the quoted sentences."""
+        of the best sentences, the policy says whether that sentence becomes the answer, is
+        quoted after the best one, or the short answer is the best candidate of the quoted
+        sentences."""
         def quoted(sp: Span) -> bool:
             return any(sp.sentence is s for s in choice.sentences)
 
@@ -227,9 +228,17 @@ class ExtractiveAnswerer:
         if best < 0 or probs[best] < policy.min_span:
             return choice
         if not quoted(spans[best]):
-            if policy.moves_answer(self.corpus_articles):
-                moved = spans[best].sentence
-                choice = self.choose(ev, [moved, *(s for s in ranked if s is not moved)],
+            outside = policy.outside(self.corpus_articles)
+            other = spans[best].sentence
+            if (outside == "add" and (other.doc_id, other.start, other.end) not in avoid
+                    and len(words(choice.best.text)) + len(words(other.text))
+                    <= MAX_ANSWER_WORDS):  # never the previous turn's sentence added
+                pair = [choice.best, other]
+                if other.doc_id == choice.best.doc_id:
+                    pair.sort(key=lambda s: s.start)
+                choice = replace(choice, sentences=pair)
+            elif outside in ("move", "add"):
+                choice = self.choose(ev, [other, *(s for s in ranked if s is not other)],
                                      avoid)
             else:
                 inside = [i for i, sp in enumerate(spans)

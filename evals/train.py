@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.answer_model import MODEL_FILE, AnswerModel, Logistic, Policy
+from assistant.answer_model import MODEL_FILE, OUTSIDE, AnswerModel, Logistic, Policy
 from assistant.answering import Analysis, ExtractiveAnswerer, quotes
 from assistant.evals import normalize_answer, text_contains
 from assistant.features import (
@@ -68,9 +68,10 @@ FOLDS = 5
 C = 1.0  # inverse regularisation strength of every logistic model
 THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.81, 0.05))
 JOINS = (0.0, 0.03, 0.1)
-# Whether a short answer found in a sentence the answer does not quote moves the answer to
-# that sentence (Policy.span_moves_answer), chosen for each kind of corpus.
-MOVES = (True, False)
+# What a short answer found in a sentence the answer does not quote does to the answer
+# (Policy.span_outside: move it there, keep it, add that sentence), chosen for each kind
+# of corpus; the first of equals wins.
+MOVES = OUTSIDE
 # The abstention policy of each kind of corpus is the best accuracy within this share of
 # false abstentions (news: the product target; our articles: their eval gate).
 MAX_FALSE_ABSTENTIONS = {"news": 0.08, "own": 0.04}
@@ -558,20 +559,20 @@ def choose_policy(results: list[Outcome], kind: str) -> tuple[float, tuple[str, 
     return best
 
 
-def with_choice(policy: Policy, by_move: dict[bool, list[Outcome]]
+def with_choice(policy: Policy, by_move: dict[str, list[Outcome]]
                 ) -> tuple[Policy, float, list[Outcome]]:
-    """``policy`` with each kind's threshold, rules and ``span_moves_answer`` chosen on the
-    outcomes of each ``span_moves_answer`` value (``by_move``), the mean answer accuracy
+    """``policy`` with each kind's threshold, rules and ``span_outside`` chosen on the
+    outcomes of each ``span_outside`` value (``by_move``), the mean answer accuracy
     over the kinds, and the outcomes of the chosen policy."""
-    def best(kind: str) -> tuple[tuple[float, tuple[str, ...], float], bool]:
+    def best(kind: str) -> tuple[tuple[float, tuple[str, ...], float], str]:
         return max(((choose_policy(res, kind), move) for move, res in by_move.items()),
                    key=lambda c: c[0][2])  # the first of equals: MOVES order
 
     (t, rules, news), news_move = best("news")
     (st, srules, own), own_move = best("own")
     chosen = replace(policy, threshold=t, rules=list(rules), small_threshold=st,
-                     small_rules=list(srules), span_moves_answer=news_move,
-                     small_span_moves_answer=own_move)
+                     small_rules=list(srules), span_outside=news_move,
+                     small_span_outside=own_move)
     results = ([r for r in by_move[news_move] if r.set not in OWN_SETS]
                + [r for r in by_move[own_move] if r.set in OWN_SETS])
     return chosen, (news + own) / 2, results
@@ -602,15 +603,15 @@ def folds(items: list[Item], k: int = FOLDS) -> list[list[int]]:
 
 def cross_validate(items: list[Item], answerers: Answerers, policy: Policy,
                    joins: Sequence[float] = JOINS, k: int = FOLDS,
-                   moves: Sequence[bool | None] = MOVES, start: AnswerModel | None = None,
+                   moves: Sequence[str | None] = MOVES, start: AnswerModel | None = None,
                    stages: Collection[str] = STAGES
-                   ) -> dict[tuple[float, bool | None], list[Outcome]]:
-    """Out-of-fold outcomes for each neighbour-join value and ``span_moves_answer`` value
+                   ) -> dict[tuple[float, str | None], list[Outcome]]:
+    """Out-of-fold outcomes for each neighbour-join value and ``span_outside`` value
     (None: the policy's own for each kind): each question answered by a model fitted
     without it (join and move are applied to the fitted models; with ``start``, only
     ``stages`` are fitted, see :func:`fit`)."""
     variants = [(j, m) for j in joins for m in moves]
-    results: dict[tuple[float, bool | None], list[Outcome | None]] = {
+    results: dict[tuple[float, str | None], list[Outcome | None]] = {
         v: [None] * len(items) for v in variants}
     for fold in folds(items, k):
         held = set(fold)
@@ -618,7 +619,7 @@ def cross_validate(items: list[Item], answerers: Answerers, policy: Policy,
                     start, stages)
         for join, move in variants:
             model.policy = replace(policy, join=join) if move is None else replace(
-                policy, join=join, span_moves_answer=move, small_span_moves_answer=move)
+                policy, join=join, span_outside=move, small_span_outside=move)
             answerers.use(model)
             for i, r in zip(fold, outcomes([items[i] for i in fold], answerers), strict=True):
                 results[(join, move)][i] = r
@@ -705,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         (cache_root() / "cv-outcomes.pkl").write_bytes(pickle.dumps(
             {v: [vars(r) for r in rs] for v, rs in by_variant.items()}))
         for (join, move), res in by_variant.items():
-            _report(f"cv join={join} span_moves_answer={move}", res,
+            _report(f"cv join={join} span_outside={move}", res,
                     with_choice(replace(policy, join=join), {move: res})[0])
         best = None
         for join in JOINS:

@@ -45,6 +45,10 @@ def test_model_file_round_trip_and_feature_mismatch(tmp_path) -> None:
     data["span"]["names"] = [*data["span"]["names"][:-1], "no_such_feature"]
     with pytest.raises(AssistantError, match="make train"):
         AnswerModel.from_dict(data)
+    data = again.to_dict()
+    data["policy"]["span_outside"] = "drop"
+    with pytest.raises(AssistantError, match="span_outside 'drop'"):
+        AnswerModel.from_dict(data)
 
 
 def test_a_constant_label_gives_a_constant_model() -> None:

@@ -256,26 +256,28 @@ HARBOUR_ARTICLE = (
     "Ann Lee, thanked 30 volunteers who cleared the harbour of Garth.\n")
 
 
-@pytest.mark.parametrize("moves", [True, False])
+@pytest.mark.parametrize("outside", ["move", "keep", "add"])
 def test_the_short_answer_is_stated_in_what_the_answer_quotes(tmp_path, embed_model,
-                                                              monkeypatch, moves) -> None:
+                                                              monkeypatch, outside) -> None:
     """When the span ranker prefers a value of another of the best sentences than those the
-    answer quotes, either that sentence becomes the answer or the short answer is the best
-    value of the quoted ones (the policy's ``span_moves_answer``): a reader always finds the
-    short answer in the quote it cites."""
+    answer quotes, that sentence becomes the answer, or is quoted after the best one, or
+    the short answer is the best value of the quoted ones (the policy's
+    ``span_outside``): a reader always finds the short answer in the quote it cites."""
     from assistant.answering import ExtractiveAnswerer
     from tests.conftest import corpus_bot
 
     bot = corpus_bot(tmp_path, {"harbour.txt": HARBOUR_ARTICLE}, embed_model)
     policy = bot._answerer.model.policy
-    monkeypatch.setattr(policy, "span_moves_answer", moves)
-    monkeypatch.setattr(policy, "small_span_moves_answer", moves)
+    monkeypatch.setattr(policy, "span_outside", outside)
+    monkeypatch.setattr(policy, "small_span_outside", outside)
     candidates, picked = ExtractiveAnswerer.span_candidates, ExtractiveAnswerer.pick_span
     chosen: list = []
+    best: list = []
     forced: list[str] = []
 
     def remember_choice(self, ev, ranked, choice):
         chosen[:] = choice.sentences
+        best[:] = [choice.best]
         return candidates(self, ev, ranked, choice)
 
     def prefer_another_sentence(self, ev, spans):  # a span ranker that believes it more
@@ -292,8 +294,14 @@ def test_the_short_answer_is_stated_in_what_the_answer_quotes(tmp_path, embed_mo
     monkeypatch.setattr(ExtractiveAnswerer, "pick_span", prefer_another_sentence)
     answer = bot.ask("How many damaged boats did officials count in the harbour of Garth?")
     assert forced and not answer.abstained
-    assert (answer.short_answer == forced[-1]) is moves
+    assert (answer.short_answer == forced[-1]) is (outside != "keep")
     quoted = [c for c in answer.citations if c.role == "answer"]
+    # "add" quotes the best sentence and, after it, the one stating the short answer (the
+    # sentences here are short enough for both)
+    if outside != "move":
+        assert any(c.quote == best[0].text for c in quoted)
+    if outside == "add":
+        assert len(quoted) == 2
     assert any(answer.short_answer in c.quote for c in quoted), (answer.short_answer, quoted)
     assert all(c.quote == HARBOUR_ARTICLE[c.start : c.end] for c in quoted)
     assert answer.short_answer in answer.text
