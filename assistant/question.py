@@ -177,8 +177,8 @@ def asked_role(text: str) -> str | None:
         for word in re.findall(r"[a-z-]+(?:['’]s?)?", low[m.end() :])[:4]:
             if possessor(word) and not plain_ok:  # "which state's …": the owner is asked
                 break
-            if _POSSESSIVE.match(word):  # a kind: "which children's author"
-                word = _POSSESSIVE.match(word).group(1)
+            if owned := _POSSESSIVE.match(word):  # a kind: "which children's author"
+                word = owned.group(1)
             if word in ROLES or (plain_ok and word in PEOPLE):
                 return word
             if word in ("of", "in", "at", "for", "did", "does", "do", "is", "was", "has"):
@@ -271,5 +271,7 @@ def focus_word(text: str) -> str | None:
 
 
 def _past_tense(word: str) -> bool:
-    """A verb in the past tense, by its ending or among the common irregular ones."""
-    return (word.endswith("ed") and len(word) > 4) or word in IRREGULAR_PAST
+    """A verb in the past tense, by its ending ("opened", and "died" among the short ones,
+    where "-ed" alone would take "bed" and "seed") or among the common irregular ones."""
+    return ((word.endswith("ed") and len(word) > 4) or (word.endswith("ied") and len(word) == 4)
+            or word in IRREGULAR_PAST)

@@ -54,7 +54,8 @@ def test_every_feature_is_named_once_and_documented(features) -> None:
      ("What rarely seen owl nested in the park?", "owl"),
      ("Which mayor said the bridge would reopen?", "mayor"),
      # An owner is what is asked for; a kind ("children's") is passed over.
-     ("Which city's mayor resigned?", "city"), ("Which children's book won a prize?", "book")],
+     ("Which city's mayor resigned?", "city"), ("Which children's book won a prize?", "book"),
+     ("Which children's author died?", "author"), ("Which seed grew fastest?", "seed")],
 )
 def test_focus_word(question: str, focus: str | None) -> None:
     assert focus_word(question) == focus
