@@ -304,7 +304,7 @@ class Assistant:
         if context:
             # Earlier words count at INHERITED_WEIGHT, flagged as inherited; an elliptical
             # "and in 2023?" keeps the kind of answer the earlier question asked for.
-            earlier = analyze(context)
+            earlier = analyze(context, turns=True)
             own = q.stems
             for t in earlier.terms:
                 if t.stem not in own:

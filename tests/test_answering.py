@@ -4,6 +4,7 @@ import pytest
 
 from assistant.corpus import read_text
 from assistant.question import analyze, answer_type
+from assistant.text import stem
 from tests.conftest import ARTICLE
 
 
@@ -128,6 +129,53 @@ def test_asked_role(question: str, role: str | None) -> None:
     from assistant.question import asked_role
 
     assert asked_role(question) == role
+
+
+@pytest.mark.parametrize(
+    ("question", "asked"),
+    [
+        ("The bridge reopened on Monday. Since what year has it carried trams?",
+         "Since what year has it carried trams?"),
+        ("The museum reopened this week after a flood. It is best known for:",
+         "It is best known for:"),
+        ("Its new owners renamed the bakery. The shop now sells bread.",
+         "The shop now sells bread."),
+        ("Who won the race in Garth?", None),
+        ("The Jan. 6 committee met. Who testified?", "Who testified?"),
+        # The sentence that asks comes first: what follows it is no preamble.
+        ("Who won the race? It was held in Garth.", None),
+    ],
+)
+def test_the_sentence_that_asks(question: str, asked: str | None) -> None:
+    from assistant.question import asked_sentence
+
+    span = asked_sentence(question)
+    assert (question[span[0]:span[1]] if span else None) == asked
+
+
+def test_words_said_only_before_the_question_weigh_less() -> None:
+    """A question that first states what happened ("The bridge reopened on Monday.") asks
+    in its last sentence: the words only the preamble says count for less."""
+    from assistant.question import PREAMBLE_WEIGHT
+
+    alone = {t.stem: t.weight for t in analyze("Since what year has the bridge carried trams?"
+                                               ).terms}
+    q = {t.stem: t.weight for t in analyze(
+        "The bridge reopened on Monday. Since what year has the bridge carried trams?").terms}
+    assert 0 < PREAMBLE_WEIGHT < 1
+    assert q[stem("reopened")] == PREAMBLE_WEIGHT * 1.0
+    assert q[stem("Monday")] == PREAMBLE_WEIGHT * 1.5  # a name weighs more, and still less
+    assert {k: q[k] for k in alone} == alone  # what the asking sentence says is unchanged
+
+
+def test_a_preamble_neither_names_nor_types() -> None:
+    """The capital that starts a later sentence of the question is no name, and the kind of
+    answer is read from the sentence that asks, not from a "who" before it."""
+    q = analyze("The man who founded the bakery died. Which city was he born in?")
+    assert q.answer_type == "GPE"
+    assert not any(t.proper for t in q.terms)
+    assert not any(t.proper for t in analyze("Storms hit Garth. Since when has it flooded?"
+                                             ).terms if t.word == "Since")
 
 
 def test_typos_are_repaired_against_the_passages() -> None:
