@@ -204,9 +204,11 @@ class ExtractiveAnswerer:
             found = list(s.entities or ())
             if rank == 0:
                 found += word_candidates(s.text, found)
+            dateline = dateline_end(s.text)
             for e in found:
-                text = clean_span(e.text)
-                if not text or not is_new(e, ev.question) or (s.order, text) in seen:
+                text = span_text(e, ev.question)
+                if (e.start < dateline or not text or not is_new(e, ev.question)
+                        or (s.order, text) in seen):
                     continue
                 seen.add((s.order, text))
                 spans.append(Span(entity=e, sentence=s, sentence_rank=rank, text=text))
@@ -439,13 +441,35 @@ def word_candidates(text: str, entities: list[Entity]) -> list[Entity]:
     return out
 
 
-def clean_span(text: str) -> str:
+def clean_span(text: str, owner: bool = False) -> str:
     """Trim quotes and punctuation, a trailing possessive, and a leading owner
-    ("Ukraine’s Children of War" → "Children of War")."""
+    ("Ukraine’s Children of War" → "Children of War") unless ``owner``."""
     text = text.strip().strip("“”\"'‘’,;:—-().").strip()
     text = re.sub(r"[’']s$", "", text)
-    text = re.sub(r"^(?:the\s+)?[A-Z][\w-]*[’']s\s+(?=[A-Z])", "", text)
+    if not owner:
+        text = re.sub(r"^(?:the\s+)?[A-Z][\w-]*[’']s\s+(?=[A-Z])", "", text)
     return text
+
+
+def span_text(entity: Entity, question: Question) -> str:
+    """The short answer an entity gives: cleaned, its owner kept when only the owner is
+    new to the question ("Acme’s Bakery" answers "which bakery chain?" with the owner)."""
+    text = clean_span(entity.text)
+    if text and not is_new(replace(entity, text=text), question):
+        return clean_span(entity.text, owner=True)
+    return text
+
+
+_DATELINE = re.compile(
+    r"^\s*(?:(?:[A-Z][\w.'’-]*|\d+)[ ,]*){0,4}\([A-Z][\w .'-]{1,30}\)\s*(?:[—–-]\s*)?"
+    r"|^\s*[A-Z][A-Z .,'’-]{2,40}\s[—–-]\s")
+
+
+def dateline_end(text: str) -> int:
+    """Where a sentence's dateline ends ("LONDON (Reuters) — ", "(CNN) "; 0 without one):
+    the outlet and place of a report, never an answer."""
+    m = _DATELINE.match(text)
+    return m.end() if m else 0
 
 
 def _choice_of(sentence: Sentence, old: Choice) -> Choice:

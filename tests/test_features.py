@@ -127,6 +127,40 @@ def test_word_candidates_and_clean_spans() -> None:
     assert clean_span("Mississippi’s") == "Mississippi"
 
 
+def test_a_short_answer_keeps_its_owner_when_only_the_owner_is_new() -> None:
+    from assistant.answering import span_text
+
+    entity = Entity("Acme’s Bakery", "ORG", 0, 13)
+    assert span_text(entity, analyze("Which bakery chain closed its shops?")) == "Acme’s Bakery"
+    assert span_text(entity, analyze("Which company closed its shops?")) == "Bakery"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "dateline"),
+    [
+        ("(CNN) The storm hit Garth on Monday.", "(CNN) "),
+        ("New York (CNN Business) Sales rose.", "New York (CNN Business) "),
+        ("LONDON, Jan 5 (Reuters) - Oil fell.", "LONDON, Jan 5 (Reuters) - "),
+        ("WASHINGTON – The House met on Tuesday.", "WASHINGTON – "),
+        ("Mayor Ann Lee (left) opened the bridge.", ""),
+        ("The council met on Tuesday.", ""),
+    ],
+)
+def test_a_dateline_is_no_answer(sentence: str, dateline: str) -> None:
+    from assistant.answering import dateline_end
+
+    assert sentence[:dateline_end(sentence)] == dateline
+
+
+def test_no_short_answer_from_a_dateline() -> None:
+    answerer, ev = _evidence("Which network reported the storm?",
+                             ["(CNN) The storm hit Garth on Monday, Coast Radio reported."])
+    ranked = answerer.rank_full(ev, list(ev.sentences))
+    choice = answerer.choose(ev, ranked)
+    texts = {sp.text for sp in answerer.span_candidates(ev, ranked, choice)}
+    assert "CNN" not in texts and "Coast Radio" in texts
+
+
 def test_rules_that_rule_an_answer_out() -> None:
     from assistant.features import Choice, missing_number, strict_type_missing
 
