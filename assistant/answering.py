@@ -460,15 +460,17 @@ def span_text(entity: Entity, question: Question) -> str:
     return text
 
 
+# Up to four words before an outlet in brackets, or a place in capitals before a dash.
 _DATELINE = re.compile(
-    r"^\s*(?:(?:[A-Z][\w.'’-]*|\d+)[ ,]*){0,4}\([A-Z][\w .'-]{1,30}\)\s*(?:[—–-]\s*)?"
+    r"^\s*(?:(?:[A-Z][\w.'’-]*|\d+)[ ,]+){0,4}\([A-Z][\w .'-]{1,30}\)\s*(?:[—–-]\s*)?"
     r"|^\s*[A-Z][A-Z .,'’-]{2,40}\s[—–-]\s")
+DATELINE_CHARS = 80  # a dateline is looked for at the start of a sentence only
 
 
 def dateline_end(text: str) -> int:
     """Where a sentence's dateline ends ("LONDON (Reuters) — ", "(CNN) "; 0 without one):
     the outlet and place of a report, never an answer."""
-    m = _DATELINE.match(text)
+    m = _DATELINE.match(text[:DATELINE_CHARS])
     return m.end() if m else 0
 
 

@@ -144,6 +144,7 @@ def test_a_short_answer_keeps_its_owner_when_only_the_owner_is_new() -> None:
         ("WASHINGTON – The House met on Tuesday.", "WASHINGTON – "),
         ("Mayor Ann Lee (left) opened the bridge.", ""),
         ("The council met on Tuesday.", ""),
+        ("A" * 1500, ""),  # a hostile "word": looked for in the first characters only
     ],
 )
 def test_a_dateline_is_no_answer(sentence: str, dateline: str) -> None:
