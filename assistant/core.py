@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +18,7 @@ import numpy as np
 from assistant.answering import ABSTAIN_TEXT, ExtractiveAnswerer
 from assistant.entities import EntityTagger
 from assistant.freshness import Changes, CorpusFiles, check_hits, confirm, merge_notices
-from assistant.question import Question, analyze
+from assistant.question import WH_WORD, Question, analyze
 from assistant.retrieval import Hit, HybridRetriever
 from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
@@ -30,7 +29,6 @@ INHERITED_WEIGHT = 0.4
 """A follow-up's words inherited from the earlier turn count this much of its own."""
 CONTEXT_WEIGHT = 0.5
 """The earlier turn's share in a follow-up's query vector (its own words count 1)."""
-_WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 
 
 class Assistant:
@@ -311,7 +309,7 @@ class Assistant:
                     t.weight *= INHERITED_WEIGHT
                     t.inherited = True
                     q.terms.append(t)
-            if q.answer_type is None and not _WH.search(text):
+            if q.answer_type is None and not WH_WORD.search(text):
                 q.answer_type = earlier.answer_type
         context = clean_text(context)[-2000:] if context else None
         query = f"{text} {context}" if context else text

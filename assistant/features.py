@@ -24,7 +24,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from assistant.entities import Entity, Recognised
-from assistant.question import TYPE_LABELS, Question, Term, focus_word
+from assistant.question import TYPE_LABELS, WH_WORD, Question, Term, focus_word
 from assistant.retrieval import Hit
 from assistant.text import IRREGULAR_PAST, STOPWORDS, is_about_speech, stem, stems_of, words
 
@@ -173,7 +173,6 @@ _AUXILIARY = frozenset(
     "is was are were do does did has have had will would can could should may might must"
     .split())
 _HOW_MANY = re.compile(r"\bhow (?:many|much)\s+([A-Za-z][\w’'-]*)", re.IGNORECASE)
-_WH_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|how)\b", re.IGNORECASE)
 _HEADER = re.compile(r"^(?:Published|Date|Updated|By|Source)\s*:", re.IGNORECASE)
 _QUOTE_CHARS = re.compile(r"[\"“”]")
 _DIGIT = re.compile(r"\d")
@@ -270,7 +269,7 @@ class Evidence:
         the question's later words before the answer ("the mill made a profit of …"). Not
         so when a participle follows the auxiliary ("Which firm was fined?")."""
         text = self.question.text
-        m = _WH_WORD.search(text)
+        m = WH_WORD.search(text)
         if m is None:
             return False
         after = [w.lower() for w, _, _ in words(text[m.end() :])][:4]
@@ -300,7 +299,7 @@ class Evidence:
         noun ("striker") and the counted noun ("how many *books*") are left out: they
         name the answer, not its context."""
         text = self.question.text
-        m = _WH_WORD.search(text)
+        m = WH_WORD.search(text)
         if m is None:
             return {}
         skip = {stem(self.focus) if self.focus else None, self.counted}
@@ -323,7 +322,7 @@ class Evidence:
         sales?" gives ("sale", None)); the counted noun of "how many …" just after ("How
         many books does the library hold?" gives ("librari", "book"))."""
         text = self.question.text
-        m = _WH_WORD.search(text)
+        m = WH_WORD.search(text)
         if m is None:
             return None, None
         skip = {stem(self.focus) if self.focus else None, self.counted}

@@ -68,10 +68,11 @@ _WHO_IS_NAME = re.compile(r"^\s*(?i:who|what) (?i:is|was|are|were) [A-Z][\w’'-
 PREAMBLE_WEIGHT = 0.2
 """Weight of a term said only in the sentences before the one that asks ("The bridge
 reopened on Monday. Since what year has it carried trams?"): the article's sentence that
-restates such a preamble is rarely the answer. Chosen by cross-validation on the training
-sets (0.15–0.25 best of 0–1)."""
-_WH_OR_ASK = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b|[?:]\s*$",
-                        re.IGNORECASE)
+restates such a preamble is rarely the answer. Chosen on the training sets (0.15–0.25 best
+of 0–1 with the shipped models; cross-validated, see the README)."""
+WH_WORD = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", re.IGNORECASE)
+"""A question word: the one list of them."""
+_ASKS = re.compile(WH_WORD.pattern + r"|[?:]\s*$", re.IGNORECASE)
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -88,7 +89,7 @@ def _asked(text: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
     if len(spans) < 2:
         return None
     for s, e in reversed(spans):
-        if _WH_OR_ASK.search(text[s:e]):
+        if _ASKS.search(text[s:e]):
             return None if (s, e) == spans[0] else (s, e)
     return spans[-1]
 
