@@ -206,9 +206,10 @@ class ExtractiveAnswerer:
                 found += word_candidates(s.text, found)
             dateline = dateline_end(s.text)
             for e in found:
+                if e.start < dateline or not is_new(e, ev.question):
+                    continue
                 text = span_text(e, ev.question)
-                if (e.start < dateline or not text or not is_new(e, ev.question)
-                        or (s.order, text) in seen):
+                if not text or (s.order, text) in seen:
                     continue
                 seen.add((s.order, text))
                 spans.append(Span(entity=e, sentence=s, sentence_rank=rank, text=text))
