@@ -233,10 +233,11 @@ def asked_role(text: str) -> str | None:
     return None
 
 
-# A wh-word after a comma opens a relative clause ("Ann Lee, who died this week, wrote
-# which book?") when the question has another wh-word after it.
-_RELATIVE = re.compile(r",\s+(?:who|whom|whose|where|when)\b(?=.*\b(?:who|whom|what|which|where|"
-                       r"when|how)\b)", re.IGNORECASE | re.DOTALL)
+# A wh-word after a word or a comma opens a relative or time clause ("Ann Lee, who died
+# this week, wrote which book?", "Fans cheered when the trailer came out for which film?")
+# when the question has another wh-word after it.
+_RELATIVE = re.compile(r"(?<=[\w,])\s+(?:who|whom|whose|where|when)\b(?=.*\b(?:who|whom|what|"
+                       r"which|where|when|how)\b)", re.IGNORECASE | re.DOTALL)
 
 
 def answer_type(text: str) -> str | None:
@@ -244,7 +245,7 @@ def answer_type(text: str) -> str | None:
     # "Who is Maria Lvova-Belova?" asks for a description, not a name.
     if _WHO_IS_NAME.match(text):
         return None
-    low = _RELATIVE.sub(lambda m: "," + " " * (len(m.group()) - 1), text).lower()
+    low = _RELATIVE.sub(lambda m: " " * len(m.group()), text).lower()
     first: tuple[int, str] | None = None
     for pattern, kind in _TYPE_RULES:
         m = re.search(pattern, low)
@@ -283,11 +284,18 @@ def repair_typos(question: Question, vocabulary: set[str]) -> None:
 
 
 _FOCUS = re.compile(r"\b(?:which|what)\b", re.IGNORECASE)
-_FOCUS_WORDS = re.compile(r"^(?:\s+[A-Za-z][\w’'.-]*){1,4}")
+_FOCUS_WORDS = re.compile(r"^(?:\s+[A-Za-z][\w’'.-]*){1,7}")
+_FOCUS_SPAN = 4  # words of a focus phrase read (the ones after them only as lookahead)
 _NOT_FOCUS = frozenset(
     """is was are were be been do does did has have had can could will would should may
     might must of in on at for to from by with as that this these those about the a an
     it its they he she his her their you we i kind type sort""".split())
+
+
+_KIND_WORDS = frozenset({"kind", "type", "sort", "form", "breed", "species"})
+# After a participle these start its object ("belonging to", "making the"); after a noun in
+# "-ing" ("painting in", "building on") other function words come.
+_OBJECT_STARTS = frozenset({"to", "the", "a", "an", "its", "their", "his", "her"})
 
 
 def focus_word(text: str) -> str | None:
@@ -295,14 +303,19 @@ def focus_word(text: str) -> str | None:
     "What sport do they play?" → "sport", "Which club won …" → "club"), lower-cased; None
     when there is none. The phrase ends at a function word, a verb in the past tense or an
     adverb ("Which town recently opened …" → "town"); an adverb before the noun is
-    passed over ("What rarely seen owl …" → "owl"). An owner ends it too: "Which state's
-    governor …" asks for a state (but "which children's book" for a book)."""
+    passed over ("What rarely seen owl …" → "owl"), and so is "type of" ("Which type of
+    pet belonging to …" → "pet": a participle before its object ends the phrase).
+    An owner ends it too: "Which state's governor …" asks for a state (but "which
+    children's book" for a book)."""
     m = _FOCUS.search(text)
     following = _FOCUS_WORDS.match(text[m.end() :]) if m else None
     if not following:
         return None
     found: list[str] = []
-    for w in following.group().split():
+    ws = following.group().split()
+    if len(ws) > 2 and ws[0].lower() in _KIND_WORDS and ws[1].lower() == "of":
+        ws = ws[2:]  # "Which type of pet …" asks for a pet
+    for i, w in enumerate(ws[:_FOCUS_SPAN]):
         owner = possessor(w)
         if owner:
             return owner.replace(".", "")
@@ -310,7 +323,9 @@ def focus_word(text: str) -> str | None:
             continue
         low = w.lower().strip("’'").replace(".", "")  # "U.S." → "us"
         adverb = low.endswith("ly") and len(low) > 4
-        if low in _NOT_FOCUS or (found and (adverb or _past_tense(low))):
+        nxt = ws[i + 1].lower() if i + 1 < len(ws) else ""
+        participle = low.endswith("ing") and nxt in _OBJECT_STARTS  # "pet belonging to"
+        if low in _NOT_FOCUS or (found and (adverb or participle or _past_tense(low))):
             break
         if not adverb:
             found.append(low)

@@ -55,7 +55,11 @@ def test_every_feature_is_named_once_and_documented(features) -> None:
      ("Which mayor said the bridge would reopen?", "mayor"),
      # An owner is what is asked for; a kind ("children's") is passed over.
      ("Which city's mayor resigned?", "city"), ("Which children's book won a prize?", "book"),
-     ("Which children's author died?", "author"), ("Which seed grew fastest?", "seed")],
+     ("Which children's author died?", "author"), ("Which seed grew fastest?", "seed"),
+     # "type of" names a kind of what is asked for; a participle's object ends the phrase.
+     ("Which type of pet belonging to the mayor was rehomed?", "pet"),
+     ("What kind of tree fell?", "tree"), ("Which type was it?", None),
+     ("Which Dutch painting in the museum was stolen?", "painting")],
 )
 def test_focus_word(question: str, focus: str | None) -> None:
     assert focus_word(question) == focus
