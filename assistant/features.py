@@ -346,6 +346,25 @@ class Evidence:
                 out.append(self.sentences[j])
         return out
 
+    @cached_property
+    def headlines(self) -> dict[str, str]:
+        """Each retrieved article's headline, lower-cased: its title, and the first line of
+        its first chunk when that chunk was retrieved (a headline the header did not take
+        as the title stays in the text)."""
+        out: dict[str, list[str]] = {}
+        for h in self.hits:
+            lines = out.setdefault(h.doc_id, [h.record.title.lower()])
+            if h.start == 0:
+                lines.append(h.text.lstrip().partition("\n")[0].lower())
+        return {d: "\n".join(lines) for d, lines in out.items()}
+
+    def mentions(self, text: str, haystack: str) -> int:
+        """How often ``text`` occurs in ``haystack`` (case-insensitive, whole words)."""
+        needle = text.lower().strip()
+        if len(needle) < 2 or needle not in haystack:
+            return 0
+        return len(re.findall(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", haystack))
+
     def docs_mentioning(self, text: str) -> int:
         """How many retrieved articles contain ``text`` (case-insensitive, whole words)."""
         needle = text.lower().strip()
@@ -832,6 +851,28 @@ def span_sentences(ev: Evidence, sp: Span) -> float:
     return math.log1p(sum(1 for s in ev.sentences if needle in s.text.lower()))
 
 
+def span_in_headline(ev: Evidence, sp: Span) -> float:
+    """1 when the headline of the span's article names the span (a question about an
+    article's story often asks for what the headline names)."""
+    return 1.0 if ev.mentions(sp.text, ev.headlines.get(sp.sentence.doc_id, "")) else 0.0
+
+
+def span_article_mentions(ev: Evidence, sp: Span) -> float:
+    """log(1 + times the retrieved text of the span's article states the span)."""
+    return math.log1p(ev.mentions(sp.text, ev.doc_texts.get(sp.sentence.doc_id, "")))
+
+
+def span_focus_head(ev: Evidence, sp: Span) -> float:
+    """1 when the question's focus noun ends the span or follows it ("Yosemite National
+    Park" or "the Gorgosaurus skeleton" for "which park", "which skeleton")."""
+    if ev.focus is None:
+        return 0.0
+    focus = stem(ev.focus)
+    inside = [stem(w) for w, _, _ in words(sp.text)]
+    after = [stem(w) for w, a, _ in _outside(sp) if a >= sp.entity.end][:1]
+    return 1.0 if focus in inside[-1:] or focus in after else 0.0
+
+
 def span_speaker(ev: Evidence, sp: Span) -> float:
     """1 when the span is the speaker of a quotation and the question is not about
     speech (a speaker rarely answers then)."""
@@ -880,6 +921,9 @@ SPAN_FEATURES: list[tuple[str, Feature]] = [
     ("owner", span_owner),
     ("redundancy", span_redundancy),
     ("sentences", span_sentences),
+    ("in_headline", span_in_headline),
+    ("article_mentions", span_article_mentions),
+    ("focus_head", span_focus_head),
     ("speaker", span_speaker),
     ("speaker_asked", span_speaker_asked),
     ("words", span_words),

@@ -237,3 +237,32 @@ def test_span_features_read_where_the_question_words_sit_around_the_span() -> No
     _, ev = _evidence("Name the juggler", ["A juggler balanced a ladder on his chin"])
     assert span_order(ev, _span(ev, "ladder", "a ladder")) == 0.0
 
+
+
+def test_span_features_read_the_headline_the_article_and_the_focus_noun() -> None:
+    from assistant.features import span_article_mentions, span_focus_head, span_in_headline
+
+    _, ev = _evidence(
+        "A wildfire forced thousands to flee near which park?",
+        ["Fire near Yosemite National Park forces thousands to flee\nA wildfire near Yosemite "
+         "National Park forced 3,000 people from their homes. Crews from Fresno County "
+         "fought the fire near Yosemite National Park all night",
+         "Fresno County opened two shelters"])
+    park = _span(ev, "Crews", "Yosemite National Park")
+    county = _span(ev, "Crews", "Fresno County")
+    assert ev.focus == "park"
+    # The headline is the first line of an article's first chunk (or its title).
+    assert span_in_headline(ev, park) == 1.0 and span_in_headline(ev, county) == 0.0
+    # Counted in the span's own article only: the second article's county is not.
+    assert span_article_mentions(ev, park) == pytest.approx(np.log1p(3))
+    assert span_article_mentions(ev, county) == pytest.approx(np.log1p(1))
+    assert span_focus_head(ev, park) == 1.0  # "Park" ends the span
+    assert span_focus_head(ev, county) == 0.0
+    _, ev = _evidence("The museum is selling the skeleton of which dinosaur?",
+                      ["The museum is selling a Gorgosaurus skeleton found in Montana"])
+    assert ev.focus == "dinosaur"
+    _, ev = _evidence("Which skeleton is the museum selling?",
+                      ["The museum is selling a Gorgosaurus skeleton found in Montana"])
+    bones, state = _span(ev, "museum", "Gorgosaurus"), _span(ev, "museum", "Montana")
+    assert span_focus_head(ev, bones) == 1.0  # the focus noun follows the span
+    assert span_focus_head(ev, state) == 0.0
