@@ -26,7 +26,15 @@ import numpy as np
 from assistant.entities import Entity, Recognised
 from assistant.question import TYPE_LABELS, WH_WORD, Question, Term, focus_word
 from assistant.retrieval import Hit
-from assistant.text import IRREGULAR_PAST, STOPWORDS, is_about_speech, stem, stems_of, words
+from assistant.text import (
+    IRREGULAR_PAST,
+    STOPWORDS,
+    is_about_speech,
+    is_headline,
+    stem,
+    stems_of,
+    words,
+)
 
 WordVectors = Callable[[list[str]], dict[str, np.ndarray]]
 
@@ -349,13 +357,14 @@ class Evidence:
     @cached_property
     def headlines(self) -> dict[str, str]:
         """Each retrieved article's headline, lower-cased: its title, and the first line of
-        its first chunk when that chunk was retrieved (a headline the header did not take
-        as the title stays in the text)."""
+        its first chunk when that chunk was retrieved and the line reads as a headline (one
+        the header did not take as the title stays in the text)."""
         out: dict[str, list[str]] = {}
         for h in self.hits:
             lines = out.setdefault(h.doc_id, [h.record.title.lower()])
-            if h.start == 0:
-                lines.append(h.text.lstrip().partition("\n")[0].lower())
+            first, newline, _ = h.text.lstrip().partition("\n")
+            if h.start == 0 and newline and is_headline(first):
+                lines.append(first.lower())
         return {d: "\n".join(lines) for d, lines in out.items()}
 
     def mentions(self, text: str, haystack: str) -> int:

@@ -52,7 +52,9 @@ _TYPE_RULES: list[tuple[str, str]] = [
      r"institution|company|group|newspaper|network)s?\b", "ORG"),
     (_WHAT + _MOD + r"\s+(?:law|act|bill|legislation|initiative|campaign|"
      r"program|programme|database|project|treaty|policy)\b|\bwhat is the name\b"
-     r"|\bwhat(?:'s| is)? (?:it|the \w+) called\b", "NAME"),
+     r"|\bwhat(?:'s| is)? (?:it|the \w+) called\b"
+     r"|\bwhat (?:is|was|are|were) (?:its|his|her|their|the [\w-]+(?:['’]s)?) "
+     r"(?:new |full |official )?names?\b", "NAME"),
     (r"\b(?:who|whom)\b", "PERSON"),
     (r"\b(?:what|which|why|how)\b", ""),
 ]

@@ -131,3 +131,13 @@ def _stems_of(text: str) -> frozenset[str]:
 def is_about_speech(text: str) -> bool:
     """True when a question asks about what was said or who said it."""
     return any(w.lower() in SPEECH_WORDS for w, _, _ in words(text))
+
+
+def is_headline(line: str) -> bool:
+    """Whether a text's first line reads as a headline: at most 200 characters, and no
+    closing full stop unless it is the "…" of a shortened headline (a first paragraph is
+    none). The corpus reader takes a title line by the same signs."""
+    line = line.strip()
+    if not line or len(line) > 200:
+        return False
+    return line.endswith(("...", "…")) or not re.search(r"\.[\"'”’)]*$", line)

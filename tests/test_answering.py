@@ -32,6 +32,9 @@ from tests.conftest import ARTICLE
         ("The crowd cheered when the council named which city?", "GPE"),
         ("Who was mayor when the bridge opened?", "PERSON"),
         ("Where and when did the storm hit?", "PLACE"),
+        # A name asked for by "what was its name".
+        ("A storm hit the coast. What was its name?", "NAME"),
+        ("What is the band's new name?", "NAME"),
     ],
 )
 def test_expected_answer_type(question: str, kind: str | None) -> None:

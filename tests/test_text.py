@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from assistant.text import WORDS_CACHED, _words, vocabulary, words
+import pytest
+
+from assistant.text import WORDS_CACHED, _words, is_headline, vocabulary, words
 
 
 def test_words_keep_their_offsets() -> None:
@@ -28,3 +30,14 @@ def test_the_token_cache_is_bounded() -> None:
     for i in range(WORDS_CACHED + 500):
         words(f"Sentence {i} of a long-running server's answers.")
     assert _words.cache_info().currsize <= WORDS_CACHED
+
+
+@pytest.mark.parametrize(
+    ("line", "headline"),
+    [("Council passes budget", True), ("Will the bridge reopen?", True),
+     ("Storm hits coast as thousands flee ...", True), ("# Council passes budget", True),
+     ("The council passed its budget on Tuesday.", False), ("", False),
+     ("Council " * 40, False)],  # a first paragraph, not a headline
+)
+def test_is_headline(line: str, headline: bool) -> None:
+    assert is_headline(line) is headline
