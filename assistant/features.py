@@ -872,8 +872,8 @@ def span_article_mentions(ev: Evidence, sp: Span) -> float:
 
 
 def span_focus_head(ev: Evidence, sp: Span) -> float:
-    """1 when the question's focus noun ends the span or follows it ("Yosemite National
-    Park" or "the Gorgosaurus skeleton" for "which park", "which skeleton")."""
+    """1 when the question's focus noun ends the span or follows it ("Larchmoor Country
+    Park" or "the Tarrow hoard" for "which park", "which hoard")."""
     if ev.focus is None:
         return 0.0
     focus = stem(ev.focus)

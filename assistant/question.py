@@ -236,7 +236,7 @@ def asked_role(text: str) -> str | None:
 
 
 # A wh-word after a word or a comma opens a relative or time clause ("Ann Lee, who died
-# this week, wrote which book?", "Fans cheered when the trailer came out for which film?")
+# this week, wrote which book?", "The crowd cheered when the mayor opened which bridge?")
 # when the question has another wh-word after it.
 _RELATIVE = re.compile(r"(?<=[\w,])\s+(?:who|whom|whose|where|when)\b(?=.*\b(?:who|whom|what|"
                        r"which|where|when|how)\b)", re.IGNORECASE | re.DOTALL)
@@ -306,7 +306,7 @@ def focus_word(text: str) -> str | None:
     when there is none. The phrase ends at a function word, a verb in the past tense or an
     adverb ("Which town recently opened …" → "town"); an adverb before the noun is
     passed over ("What rarely seen owl …" → "owl"), and so is "type of" ("Which type of
-    pet belonging to …" → "pet": a participle before its object ends the phrase).
+    boat belonging to …" → "boat": a participle before its object ends the phrase).
     An owner ends it too: "Which state's governor …" asks for a state (but "which
     children's book" for a book)."""
     m = _FOCUS.search(text)
@@ -316,7 +316,7 @@ def focus_word(text: str) -> str | None:
     found: list[str] = []
     ws = following.group().split()
     if len(ws) > 2 and ws[0].lower() in _KIND_WORDS and ws[1].lower() == "of":
-        ws = ws[2:]  # "Which type of pet …" asks for a pet
+        ws = ws[2:]  # "Which type of boat …" asks for a boat
     for i, w in enumerate(ws[:_FOCUS_SPAN]):
         owner = possessor(w)
         if owner:
@@ -326,7 +326,7 @@ def focus_word(text: str) -> str | None:
         low = w.lower().strip("’'").replace(".", "")  # "U.S." → "us"
         adverb = low.endswith("ly") and len(low) > 4
         nxt = ws[i + 1].lower() if i + 1 < len(ws) else ""
-        participle = low.endswith("ing") and nxt in _OBJECT_STARTS  # "pet belonging to"
+        participle = low.endswith("ing") and nxt in _OBJECT_STARTS  # "boat belonging to"
         if low in _NOT_FOCUS or (found and (adverb or participle or _past_tense(low))):
             break
         if not adverb:

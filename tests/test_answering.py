@@ -28,7 +28,7 @@ from tests.conftest import ARTICLE
         ("The band played the Bowl, where it first played in 1970. Who is it?", "PERSON"),
         ("Where did the mayor, who resigned, go?", "PLACE"),
         # So is the "when" of a time clause, with or without a comma.
-        ("Fans cheered when the trailer came out for which film?", None),
+        ("The crowd cheered when the mayor opened which bridge?", None),
         ("The crowd cheered when the council named which city?", "GPE"),
         ("Who was mayor when the bridge opened?", "PERSON"),
         ("Where and when did the storm hit?", "PLACE"),

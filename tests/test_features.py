@@ -57,7 +57,7 @@ def test_every_feature_is_named_once_and_documented(features) -> None:
      ("Which city's mayor resigned?", "city"), ("Which children's book won a prize?", "book"),
      ("Which children's author died?", "author"), ("Which seed grew fastest?", "seed"),
      # "type of" names a kind of what is asked for; a participle's object ends the phrase.
-     ("Which type of pet belonging to the mayor was rehomed?", "pet"),
+     ("Which type of boat belonging to the club was sold?", "boat"),
      ("What kind of tree fell?", "tree"), ("Which type was it?", None),
      ("Which Dutch painting in the museum was stolen?", "painting")],
 )
@@ -244,12 +244,12 @@ def test_span_features_read_the_headline_the_article_and_the_focus_noun() -> Non
 
     _, ev = _evidence(
         "A wildfire forced thousands to flee near which park?",
-        ["Fire near Yosemite National Park forces thousands to flee\nA wildfire near Yosemite "
-         "National Park forced 3,000 people from their homes. Crews from Fresno County "
-         "fought the fire near Yosemite National Park all night",
-         "Fresno County opened two shelters"])
-    park = _span(ev, "Crews", "Yosemite National Park")
-    county = _span(ev, "Crews", "Fresno County")
+        ["Fire near Larchmoor Country Park forces thousands to flee\nA wildfire near Larchmoor "
+         "Country Park forced 3,000 people from their homes. Crews from Ashby Parish "
+         "fought the fire near Larchmoor Country Park all night",
+         "Ashby Parish opened two shelters"])
+    park = _span(ev, "Crews", "Larchmoor Country Park")
+    county = _span(ev, "Crews", "Ashby Parish")
     assert ev.focus == "park"
     # The headline is the first line of an article's first chunk (or its title).
     assert span_in_headline(ev, park) == 1.0 and span_in_headline(ev, county) == 0.0
@@ -258,11 +258,11 @@ def test_span_features_read_the_headline_the_article_and_the_focus_noun() -> Non
     assert span_article_mentions(ev, county) == pytest.approx(np.log1p(1))
     assert span_focus_head(ev, park) == 1.0  # "Park" ends the span
     assert span_focus_head(ev, county) == 0.0
-    _, ev = _evidence("The museum is selling the skeleton of which dinosaur?",
-                      ["The museum is selling a Gorgosaurus skeleton found in Montana"])
-    assert ev.focus == "dinosaur"
-    _, ev = _evidence("Which skeleton is the museum selling?",
-                      ["The museum is selling a Gorgosaurus skeleton found in Montana"])
-    bones, state = _span(ev, "museum", "Gorgosaurus"), _span(ev, "museum", "Montana")
+    _, ev = _evidence("The museum is selling which coin hoard?",
+                      ["The museum is selling a Tarrow hoard found in Devon"])
+    assert ev.focus == "hoard"
+    _, ev = _evidence("Which hoard is the museum selling?",
+                      ["The museum is selling a Tarrow hoard found in Devon"])
+    bones, state = _span(ev, "museum", "Tarrow"), _span(ev, "museum", "Devon")
     assert span_focus_head(ev, bones) == 1.0  # the focus noun follows the span
     assert span_focus_head(ev, state) == 0.0
