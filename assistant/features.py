@@ -368,11 +368,12 @@ class Evidence:
         return {d: "\n".join(lines) for d, lines in out.items()}
 
     def mentions(self, text: str, haystack: str) -> int:
-        """How often ``text`` occurs in ``haystack`` (case-insensitive, whole words)."""
+        """How often ``text`` occurs in the lower-cased ``haystack`` (case-insensitive,
+        whole words)."""
         needle = text.lower().strip()
         if len(needle) < 2 or needle not in haystack:
             return 0
-        return len(re.findall(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", haystack))
+        return len(_whole_word(needle).findall(haystack))
 
     def docs_mentioning(self, text: str) -> int:
         """How many retrieved articles contain ``text`` (case-insensitive, whole words)."""
@@ -380,10 +381,16 @@ class Evidence:
         if len(needle) < 2:
             return 0
         if needle not in self._mention_cache:
-            pattern = re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)")
+            pattern = _whole_word(needle)
             self._mention_cache[needle] = sum(
                 1 for t in self.doc_texts.values() if needle in t and pattern.search(t))
         return self._mention_cache[needle]
+
+
+@lru_cache(maxsize=4096)
+def _whole_word(needle: str) -> re.Pattern[str]:
+    """A pattern finding ``needle`` as whole words."""
+    return re.compile(r"(?<!\w)" + re.escape(needle) + r"(?!\w)")
 
 
 Feature = Callable[[Evidence, object], float]
