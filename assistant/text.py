@@ -136,7 +136,9 @@ def is_about_speech(text: str) -> bool:
 def is_headline(line: str) -> bool:
     """Whether a text's first line reads as a headline: at most 200 characters, and no
     closing full stop unless it is the "…" of a shortened headline (a first paragraph is
-    none). The corpus reader takes a title line by the same signs."""
+    none). Looser than the title line the corpus reader takes off (``corpus.py`` also
+    refuses a "?", "!" or "…" at the end): such a headline stays in the text, and this
+    reads it there."""
     line = line.strip()
     if not line or len(line) > 200:
         return False
