@@ -57,6 +57,12 @@ __all__ = ["SCHEMA", "IngestRunning", "Store", "generation_name"]
 
 INGEST_WAIT_S = 3.0
 """How long a question with no complete index to use waits for a running ingest."""
+HNSW_SYNC_THRESHOLD = 100
+"""How many written records Chroma applies to a chunk collection's vector index before it
+saves the index to disk (Chroma's default: 1,000). Records applied but not yet saved are
+applied again, from Chroma's log, by every process that opens the store: with the default,
+each new ``assistant ask`` re-inserted up to 999 vectors before its first search. A store's
+collections keep the value they were created with (``ingest --rebuild`` makes new ones)."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 log = logging.getLogger(__name__)
 
@@ -862,7 +868,8 @@ class Store:
                 name, embedding_function=None,
                 metadata={**self.expected, "generation_of": self.base,
                           "generation": self.generation,
-                          "chunk_vectors": self.settings.chunk_vectors})
+                          "chunk_vectors": self.settings.chunk_vectors},
+                configuration={"hnsw": {"sync_threshold": HNSW_SYNC_THRESHOLD}})
         except AssistantError:
             raise
         except BaseException as exc:
