@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.imports import import_bm25s
 from assistant.layout import EMBED_METADATA, node_meta
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
@@ -102,7 +103,7 @@ class TokenisedCorpus:
     def add(self, chunks: Iterable[tuple[str, str, dict]], page: int = PAGE_CHUNKS) -> int:
         """Tokenise ``(id, text, metadata)`` chunks and append them, ``page`` at a time
         (only one page's texts and word lists are held at once); returns how many."""
-        import bm25s
+        bm25s = import_bm25s()
         import Stemmer
 
         stemmer = Stemmer.Stemmer("english")
@@ -148,7 +149,7 @@ class TokenisedCorpus:
         operations over ``block`` chunks at a time instead of bm25s's loop over the
         documents (at 100,000 chunks that loop took about 24 of the 25 seconds an update
         took)."""
-        import bm25s
+        bm25s = import_bm25s()
 
         bm25 = bm25s.BM25()
         n_docs, n_vocab = len(self.lengths), max(1, len(self.vocab))
@@ -220,7 +221,7 @@ class SparseIndex:
     @classmethod
     def load(cls, path: Path) -> SparseIndex:
         """The persisted index, memory-mapped."""
-        import bm25s
+        bm25s = import_bm25s()
 
         _quiet_bm25()
         ids = json.loads((path / IDS_FILE).read_text())
@@ -232,7 +233,7 @@ class SparseIndex:
                ) -> list[tuple[str, float]]:
         """``(chunk id, score)`` of the best ``k`` chunks, as BM25Retriever ranks them;
         with ``window``, only chunks of articles published inside it score."""
-        import bm25s
+        bm25s = import_bm25s()
 
         k = min(k, len(self.ids))
         tokens = bm25s.tokenize(query, stemmer=self.stemmer, token_pattern=TOKEN_PATTERN,

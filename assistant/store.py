@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from assistant.imports import import_chromadb
 from assistant.layout import (
     SCHEMA,
     VECTORS_KEY,
@@ -223,7 +224,7 @@ def _size(n: int) -> str:
 
 def open_client(settings: Settings) -> Any:
     """A Chroma client: HTTP when ``chroma_url`` is set, else persistent under the store."""
-    import chromadb
+    chromadb = import_chromadb()
 
     if settings.chroma_url:
         url = urlparse(settings.chroma_url if "//" in settings.chroma_url
