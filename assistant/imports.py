@@ -8,10 +8,11 @@ Every ``assistant ask`` in a new process imports chromadb and bm25s before its a
   checks of chromadb's own classes, for its developers, that cannot fail at run time. While
   chromadb is imported here, the decorator only marks the method (as ``override`` does, so
   ``EnforceOverrides`` still accepts it); the real one is put back afterwards.
-- bm25s imports ``scipy.sparse`` (0.15 s) for its optional scipy matrix backend. The lexical
-  index builds its matrices itself (:mod:`assistant.lexical`) and only reads them with numpy,
-  so bm25s is imported while ``scipy.sparse`` cannot be, and falls back to its numpy backend.
-  ``scipy.sparse`` stays importable by anything else afterwards.
+- bm25s imports ``scipy.sparse`` (0.15 s) in case its optional scipy matrix backend is asked
+  for. Its default backend is numpy, and the lexical index builds its matrices itself
+  (:mod:`assistant.lexical`) and reads them with numpy, so bm25s is imported while
+  ``scipy.sparse`` cannot be (bm25s then records scipy as unavailable). ``scipy.sparse``
+  stays importable by anything else afterwards.
 
 Both are used only when the module is not imported yet; otherwise it is returned as it is.
 """
@@ -58,7 +59,7 @@ def import_bm25s() -> ModuleType:
         import bm25s
 
         return bm25s
-    sys.modules["scipy.sparse"] = None  # type: ignore[assignment]  # import fails: bm25s uses numpy
+    sys.modules["scipy.sparse"] = None  # type: ignore[assignment]  # its import now fails
     try:
         import bm25s
     finally:
