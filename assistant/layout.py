@@ -352,6 +352,12 @@ class SentenceData:
         stored string is damaged)."""
         return self._rows.get(span)
 
+    def matrix(self) -> np.ndarray | None:
+        """All the sentences' vectors, one row each in the order of ``spans`` (None: the
+        stored string is damaged)."""
+        rows = self._rows
+        return np.stack(list(rows.values())) if rows else None
+
 
 @dataclass(frozen=True)
 class ChunkRecord:

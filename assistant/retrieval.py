@@ -1,6 +1,15 @@
 """Hybrid retrieval: BM25 (bm25s, tokenised as llama-index's BM25Retriever does) and dense
 (Chroma), fused by reciprocal rank. The BM25 index is persisted next to the store.
 
+In a store whose chunk vectors are pooled from its sentence vectors (``chunk_vectors =
+"pooled"``), Chroma's nearest chunks are only candidates: every candidate of either retriever
+is ranked by its *best sentence* (the highest similarity between the question and one of the
+chunk's sentence vectors, kept beside the chunk for the answer layer), and that ranking is
+the one fused with BM25's. A pooled vector is the mean of the chunk's sentences and dilutes
+the one sentence a question is about; a chunk vector the model made from the chunk's text
+and headline ranks better as it is (both measured: README, "Ranking candidates by their best
+sentence").
+
 The question path reads the persisted bm25s index and the chunk collection (in llama-index's
 node format) without importing llama-index: that import alone costs seconds of an
 ``assistant ask`` cold start. It scores exactly as ``BM25Retriever.retrieve`` and
@@ -87,6 +96,8 @@ class HybridRetriever:
             )
         self.bm25 = load_bm25(store, store.fingerprint(), during_ingest)
         self.pool = self.pool_size(top_k)
+        # Rank the candidates by their best sentence instead of their chunk vector.
+        self.rank_by_sentences = store.chunk_vectors == "pooled"
         # Articles in the index (a chunk id starts with its article's id).
         self.articles = len({cid.split("::", 1)[0] for cid in self.bm25.ids})
 
@@ -112,26 +123,30 @@ class HybridRetriever:
         themselves too, and these two rankings are fused with the window's, so a chunk
         found in both counts twice.
         """
-        hits = self._fused(query, query_vector, window)
+        stored: dict[str, str] = {}  # sentence records read so far, by chunk id
+        hits = self._fused(query, query_vector, window, stored)
         if prefer is not None:
-            for cid, hit in self._fused(query, query_vector, prefer).items():
+            for cid, hit in self._fused(query, query_vector, prefer, stored).items():
                 if (seen := hits.get(cid)) is None:
                     hits[cid] = hit
                 else:
                     seen.score += hit.score
         ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: self.top_k]
         # The answer layer's sentence vectors, read with the chunks they belong to.
-        stored = self.store.sentence_vectors([h.id for h in ranked])
+        if missing := [h.id for h in ranked if h.id not in stored]:
+            stored.update(self.store.sentence_vectors(missing))
         for h in ranked:
             if (vectors := stored.get(h.id)) is not None:
                 h.record = replace(h.record, vectors=SentenceData(h.record.sentences,
                                                                      vectors))
         return ranked
 
-    def _fused(self, query: str, query_vector: np.ndarray, window: DayRange | None
-               ) -> dict[str, Hit]:
-        """Every chunk either retriever ranks in its first ``pool`` inside ``window``,
-        by id, its ``score`` the sum of its reciprocal ranks."""
+    def _fused(self, query: str, query_vector: np.ndarray, window: DayRange | None,
+               stored: dict[str, str]) -> dict[str, Hit]:
+        """Every chunk either retriever finds in its first ``pool`` inside ``window``, by
+        id, its ``score`` the sum of its reciprocal ranks by BM25 and by chunk vector (or,
+        with :attr:`rank_by_sentences`, by best sentence: :meth:`_rank_by_sentences`).
+        ``stored`` keeps the sentence records read."""
         got = self.store.chunks.query(
             query_embeddings=[np.asarray(query_vector, dtype=np.float32).tolist()],
             n_results=self.pool, include=["documents", "metadatas", "distances"],
@@ -148,7 +163,8 @@ class HybridRetriever:
                 continue
             hit = hits[cid] = Hit(cid, text or "", record)
             hit.ranks["dense"] = rank
-            hit.score += 1.0 / (RRF_K + rank + 1)
+            if not self.rank_by_sentences:
+                hit.score += 1.0 / (RRF_K + rank + 1)
             # ChromaVectorStore's score is exp(-distance); the dense evidence is unchanged.
             score = math.exp(-distance)
             d = -np.log(max(score or 1e-12, 1e-12))
@@ -171,4 +187,27 @@ class HybridRetriever:
             hit.ranks["bm25"] = rank
             hit.score += 1.0 / (RRF_K + rank + 1)
             hit.bm25 = float(value)
+        if self.rank_by_sentences:
+            self._rank_by_sentences(hits, query_vector, stored)
         return hits
+
+    def _rank_by_sentences(self, hits: dict[str, Hit], query_vector: np.ndarray,
+                           stored: dict[str, str]) -> None:
+        """Rank the candidates ``hits`` by their best sentence's similarity to the question
+        and add that reciprocal rank to their score (``ranks["sentence"]``). A chunk whose
+        sentence record is missing or damaged counts with its chunk vector's similarity
+        when Chroma found it, and is left unranked when only BM25 did."""
+        if missing := [cid for cid in hits if cid not in stored]:
+            stored.update(self.store.sentence_vectors(missing))
+        question = np.asarray(query_vector, dtype=np.float32)
+        best: dict[str, float] = {}
+        for cid, hit in hits.items():
+            data = stored.get(cid)
+            rows = SentenceData(hit.record.sentences, data).matrix() if data else None
+            if rows is not None:
+                best[cid] = float(np.max(rows @ question))
+            elif "dense" in hit.ranks:
+                best[cid] = hit.dense
+        for rank, cid in enumerate(sorted(best, key=lambda c: (-best[c], c))):
+            hits[cid].ranks["sentence"] = rank
+            hits[cid].score += 1.0 / (RRF_K + rank + 1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.core import Assistant
@@ -109,3 +111,89 @@ def test_prepare_loads_what_the_first_question_needs(heldout_bot: Assistant, emb
     empty._embed = embed_model
     with pytest.raises(AssistantError, match="empty"):
         empty.prepare()
+
+
+@pytest.fixture(scope="module")
+def pooled_bot(heldout_bot: Assistant, tmp_path_factory: pytest.TempPathFactory,
+               embed_model) -> Assistant:
+    """The same articles in a store whose chunk vectors are pooled from their sentences."""
+    bot = Assistant(corpus=heldout_bot.settings.corpus,
+                    store=tmp_path_factory.mktemp("pooled") / "store", chunk_vectors="pooled")
+    bot._embed = embed_model
+    bot.ingest()
+    return bot
+
+
+def test_a_pooled_store_ranks_candidates_by_their_best_sentence(pooled_bot: Assistant,
+                                                                embed_model) -> None:
+    """In a pooled store the dense side of the fusion orders every candidate (found by
+    either retriever) by the question's similarity to the chunk's closest sentence,
+    embedded here anew; a chunk's score is its reciprocal ranks by BM25 and by that
+    sentence, not by the chunk vector's order."""
+    from assistant.retrieval import RRF_K
+
+    retriever = pooled_bot._retriever_for_query()
+    assert retriever.rank_by_sentences
+    for query in QUERIES:
+        vector = embed_model.embed([query])[0]
+        hits = retriever._fused(query, vector, None, {})
+        best = {}
+        for cid, h in hits.items():
+            texts = [h.text[s - h.start : e - h.start] for s, e in h.record.sentences]
+            best[cid] = float(np.max(embed_model.embed(texts) @ vector))
+        order = sorted(hits, key=lambda c: hits[c].ranks["sentence"])
+        assert len(order) == len(hits)  # every candidate has its sentence rank
+        for higher, lower in pairwise(order):
+            assert best[higher] >= best[lower] - 0.01  # stored vectors are float16
+        for h in hits.values():
+            expected = sum(1.0 / (RRF_K + r + 1) for k, r in h.ranks.items() if k != "dense")
+            assert h.score == pytest.approx(expected)
+        # What retrieve returns carries the sentence vectors the ranking read.
+        top = retriever.retrieve(query, vector)
+        assert top and all(h.record.vectors is not None for h in top)
+
+
+def test_an_embedded_store_ranks_candidates_by_their_chunk_vector(heldout_bot: Assistant,
+                                                                  embed_model) -> None:
+    """Chunk vectors the model made from the chunk's text are fused as Chroma ranks them."""
+    from assistant.retrieval import RRF_K
+
+    retriever = heldout_bot._retriever_for_query()
+    assert not retriever.rank_by_sentences
+    vector = embed_model.embed([QUERIES[0]])[0]
+    hits = retriever._fused(QUERIES[0], vector, None, {})
+    assert any("dense" in h.ranks for h in hits.values())
+    for h in hits.values():
+        assert "sentence" not in h.ranks
+        assert h.score == pytest.approx(sum(1.0 / (RRF_K + r + 1) for r in h.ranks.values()))
+
+
+def test_a_chunk_without_sentence_vectors_is_ranked_by_its_chunk_vector() -> None:
+    """A sentence record lost (a damaged store) does not drop a chunk Chroma found: it
+    counts with its chunk vector's similarity; a chunk only BM25 found gets no rank."""
+    from assistant.layout import ChunkRecord, SentenceData
+    from assistant.retrieval import RRF_K, Hit, HybridRetriever
+
+    spans = ((0, 10), (11, 20))
+    vectors = np.eye(4, dtype=np.float32)[:2]
+
+    class Store:
+        def sentence_vectors(self, ids: list[str]) -> dict[str, str]:
+            return {"a": SentenceData.of(spans, vectors).encoded}
+
+    def hit(cid: str, dense: float | None) -> Hit:
+        h = Hit(cid, "x" * 20, ChunkRecord(doc_id=cid, path=f"{cid}.txt", start=0, end=20,
+                                            sentences=spans))
+        if dense is not None:
+            h.ranks["dense"], h.dense = 0, dense
+        return h
+
+    retriever = HybridRetriever.__new__(HybridRetriever)
+    retriever.store = Store()
+    hits = {"a": hit("a", 0.1), "b": hit("b", 0.9), "c": hit("c", None)}
+    stored: dict[str, str] = {}
+    retriever._rank_by_sentences(hits, np.array([0.5, 0.0, 0.0, 0.0]), stored)
+    assert hits["b"].ranks["sentence"] == 0 and hits["a"].ranks["sentence"] == 1
+    assert "sentence" not in hits["c"].ranks and hits["c"].score == 0
+    assert hits["b"].score == pytest.approx(1.0 / (RRF_K + 1))
+    assert set(stored) == {"a"}
