@@ -153,6 +153,7 @@ class HybridRetriever:
             where=window.where() if window is not None else None,
         )
         hits: dict[str, Hit] = {}
+        cosine: dict[str, float] = {}  # of the chunk vectors (unit length, squared L2)
         dense = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
                          got["distances"][0], strict=True))
         for rank, (cid, text, meta, distance) in enumerate(dense):
@@ -163,6 +164,7 @@ class HybridRetriever:
                 continue
             hit = hits[cid] = Hit(cid, text or "", record)
             hit.ranks["dense"] = rank
+            cosine[cid] = 1.0 - float(distance) / 2.0
             if not self.rank_by_sentences:
                 hit.score += 1.0 / (RRF_K + rank + 1)
             # ChromaVectorStore's score is exp(-distance); the dense evidence is unchanged.
@@ -188,15 +190,16 @@ class HybridRetriever:
             hit.score += 1.0 / (RRF_K + rank + 1)
             hit.bm25 = float(value)
         if self.rank_by_sentences:
-            self._rank_by_sentences(hits, query_vector, stored)
+            self._rank_by_sentences(hits, query_vector, stored, cosine)
         return hits
 
     def _rank_by_sentences(self, hits: dict[str, Hit], query_vector: np.ndarray,
-                           stored: dict[str, str]) -> None:
-        """Rank the candidates ``hits`` by their best sentence's similarity to the question
-        and add that reciprocal rank to their score (``ranks["sentence"]``). A chunk whose
-        sentence record is missing or damaged counts with its chunk vector's similarity
-        when Chroma found it, and is left unranked when only BM25 did."""
+                           stored: dict[str, str], chunk_cosine: dict[str, float]) -> None:
+        """Rank the candidates ``hits`` by their best sentence's cosine similarity to the
+        question and add that reciprocal rank to their score (``ranks["sentence"]``). A
+        chunk whose sentence record is missing or damaged counts with its chunk vector's
+        (``chunk_cosine``, known when Chroma found it), and is left unranked when only BM25
+        did."""
         if missing := [cid for cid in hits if cid not in stored]:
             stored.update(self.store.sentence_vectors(missing))
         question = np.asarray(query_vector, dtype=np.float32)
@@ -206,8 +209,8 @@ class HybridRetriever:
             rows = SentenceData(hit.record.sentences, data).matrix() if data else None
             if rows is not None:
                 best[cid] = float(np.max(rows @ question))
-            elif "dense" in hit.ranks:
-                best[cid] = hit.dense
+            elif cid in chunk_cosine:
+                best[cid] = chunk_cosine[cid]
         for rank, cid in enumerate(sorted(best, key=lambda c: (-best[c], c))):
             hits[cid].ranks["sentence"] = rank
             hits[cid].score += 1.0 / (RRF_K + rank + 1)

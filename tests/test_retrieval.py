@@ -181,18 +181,17 @@ def test_a_chunk_without_sentence_vectors_is_ranked_by_its_chunk_vector() -> Non
         def sentence_vectors(self, ids: list[str]) -> dict[str, str]:
             return {"a": SentenceData.of(spans, vectors).encoded}
 
-    def hit(cid: str, dense: float | None) -> Hit:
-        h = Hit(cid, "x" * 20, ChunkRecord(doc_id=cid, path=f"{cid}.txt", start=0, end=20,
-                                            sentences=spans))
-        if dense is not None:
-            h.ranks["dense"], h.dense = 0, dense
-        return h
+    def hit(cid: str) -> Hit:
+        return Hit(cid, "x" * 20, ChunkRecord(doc_id=cid, path=f"{cid}.txt", start=0, end=20,
+                                               sentences=spans))
 
     retriever = HybridRetriever.__new__(HybridRetriever)
     retriever.store = Store()
-    hits = {"a": hit("a", 0.1), "b": hit("b", 0.9), "c": hit("c", None)}
+    hits = {"a": hit("a"), "b": hit("b"), "c": hit("c")}
     stored: dict[str, str] = {}
-    retriever._rank_by_sentences(hits, np.array([0.5, 0.0, 0.0, 0.0]), stored)
+    # "a" has sentence vectors (best cosine 0.5); Chroma found "a" and "b", BM25 alone "c".
+    retriever._rank_by_sentences(hits, np.array([0.5, 0.0, 0.0, 0.0]), stored,
+                                 {"a": 0.1, "b": 0.9})
     assert hits["b"].ranks["sentence"] == 0 and hits["a"].ranks["sentence"] == 1
     assert "sentence" not in hits["c"].ranks and hits["c"].score == 0
     assert hits["b"].score == pytest.approx(1.0 / (RRF_K + 1))
