@@ -269,3 +269,28 @@ def test_one_machine_at_a_time_ingests_into_a_server_store(
     assert got.chunks_embedded == 0 and b.store.fingerprint()
     question = "After how many days of storms did the harbour of Garth reopen?"
     assert a.ask(question).short_answer == b.ask(question).short_answer == "11"
+
+
+def test_a_pooled_store_on_a_chroma_server_ranks_by_best_sentence_on_every_machine(
+        corpus_dir: Path, tmp_path: Path, chroma_url: str, embed_model) -> None:
+    """Pooled chunk vectors on a server: a machine that did not ingest reads the way from
+    the collection and ranks candidates by their best sentence, from the sentence vectors
+    kept on the server, and answers as the one that ingested."""
+    question = "How many children were reunited with their families in the past 24 hours?"
+    first = Assistant(corpus=corpus_dir, store=tmp_path / "machine-a", chroma_url=chroma_url,
+                      chunk_vectors="pooled")
+    first._embed = embed_model
+    assert first.ingest().chunks > 0
+    # The second machine asks with the default setting: the store's own way wins.
+    second = Assistant(corpus=corpus_dir, store=tmp_path / "machine-b", chroma_url=chroma_url)
+    second._embed = embed_model
+    retriever = second._retriever_for_query()
+    assert retriever.rank_by_sentences
+    hits = retriever.retrieve(question, embed_model.embed([question])[0])
+    assert hits and all("sentence" in h.ranks for h in hits)
+    assert all(h.record.vectors is not None for h in hits)
+    answers = [bot.ask(question) for bot in (first, second)]
+    assert answers[0].short_answer == answers[1].short_answer == "Eight"
+    assert [c.quote for c in answers[0].citations] == [c.quote for c in answers[1].citations]
+    for c in answers[1].citations:
+        assert read_text(corpus_dir / c.path)[c.start : c.end] == c.quote
