@@ -330,7 +330,8 @@ def worker_query(spec: dict) -> dict:
 
 def worker_peer(spec: dict) -> dict:
     """Plain llama-index: SentenceSplitter at the same chunk size, VectorStoreIndex over
-    ChromaVectorStore, the same embedding model, the default retriever, top-k 5."""
+    ChromaVectorStore, the same embedding model (``spec["embedding"]``, default
+    ``minilm``), the default retriever, top-k 5."""
     import chromadb
     from llama_index.core import Settings as LISettings
     from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
@@ -342,7 +343,7 @@ def worker_peer(spec: dict) -> dict:
 
     s = Settings()
     LISettings.llm = None
-    embed = MiniLMEmbedding()
+    embed = MiniLMEmbedding(variant=spec.get("embedding", "minilm"))
     corpus = Path(spec["corpus"])
     store = Path(spec["store"])
     shutil.rmtree(store, ignore_errors=True)
@@ -371,7 +372,8 @@ def worker_peer(spec: dict) -> dict:
         got = retriever.retrieve(q["question"])
         lat.append((time.perf_counter() - t) * 1000)
         hits += q["doc_id"] in {n.node.metadata.get("doc_id") for n in got}
-    return {"peer_chunks": len(nodes), "peer_ingest_s": ingest_s,
+    return {"peer_chunks": len(nodes), "peer_embedding": embed.variant,
+            "peer_ingest_s": ingest_s,
             "peer_p50_ms": percentile(lat, 50), "peer_p95_ms": percentile(lat, 95),
             "peer_p99_ms": percentile(lat, 99), "peer_hit5": hits / len(questions),
             "peer_peak_rss_mib": _peak_rss_mib()}
@@ -556,8 +558,13 @@ def bench_size(size: str, out: Path, modes: list[str], n_questions: int, peer: b
         log(f"{size}/{mode}: {json.dumps(row)[:400]}")
     if peer:
         log(f"{size}: peer (plain llama-index)")
+        # The modes' embedding model when they share one (else the default).
+        from assistant.settings import Settings
+        default = Settings().embedding  # ASSISTANT_EMBEDDING may set it
+        models = {VARIANTS.get(m, {}).get("embedding", default) for m in MODES if m in modes}
         spec = {"work": str(work), "corpus": str(pristine), "store": str(work / "peer"),
-                "questions": questions}
+                "questions": questions,
+                "embedding": models.pop() if len(models) == 1 else "minilm"}
         result["peer"] = run_worker("peer", spec)
         log(f"{size}/peer: {json.dumps(result['peer'])}")
     return result

@@ -28,6 +28,8 @@ def test_bench_runs_at_the_smallest_size(tmp_path: Path) -> None:
     assert m["cold_start_answer_ok"]            # `assistant ask` printed the right answer
     assert m["hit5"] >= 0.9 and m["answer_acc"] >= 0.5
     assert row["peer"]["peer_hit5"] > 0
+    # The modes embed with two models, so the peer uses the default one.
+    assert row["peer"]["peer_embedding"] == "minilm"
     table = (out / "results.md").read_text()
     assert "| real | embedded |" in table
     # The ingest with pooled chunk vectors, on the same corpus in one run.
@@ -118,3 +120,21 @@ def test_the_entity_benchmark_finds_the_same_answers_without_loading_the_recogni
     out = capsys.readouterr().out
     assert "same answers: 3 of 3; recogniser loaded by the store with entities: False" in out
     assert "with / without:" in out and "cold `assistant ask`" in out
+
+
+def test_the_peer_embeds_with_the_model_it_is_given(tmp_path: Path) -> None:
+    """Plain llama-index compared with a minilm-q8 ingest embeds with minilm-q8 too."""
+    questions = bench.load_questions(tmp_path, "real")[:4]
+    got = bench.worker_peer({"corpus": str(bench.REAL_CORPUS), "store": str(tmp_path / "p"),
+                             "questions": questions, "embedding": "minilm-q8"})
+    assert got["peer_embedding"] == "minilm-q8" and got["peer_chunks"] > 0
+    import chromadb
+    import numpy as np
+
+    from assistant.embedding import MiniLMEncoder
+    stored = chromadb.PersistentClient(path=str(tmp_path / "p")).get_collection(
+        "peer").get(limit=3, include=["documents", "embeddings"])
+    vectors = np.asarray(stored["embeddings"], dtype=np.float64)
+    for variant, same in (("minilm-q8", True), ("minilm", False)):
+        fresh = MiniLMEncoder(variant=variant).embed(stored["documents"])
+        assert np.allclose(vectors, fresh, atol=1e-4) is same, variant
