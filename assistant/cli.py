@@ -13,13 +13,16 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from assistant.layout import StoreLayout
 from assistant.settings import AssistantError, Settings
 from assistant.text import one_line
 from assistant.timeframe import RECENT_DAYS
 from assistant.types import CITATION_ROLES, Answer
+
+if TYPE_CHECKING:
+    from assistant.core import Assistant
 
 DEFAULTS = Settings()
 
@@ -209,7 +212,7 @@ def format_answer(answer: Answer, with_text: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _ingest(bot: Any, args: argparse.Namespace) -> int:
+def _ingest(bot: Assistant, args: argparse.Namespace) -> int:
     from assistant.ingest import terminal_progress
 
     report = bot.ingest(rebuild=args.rebuild, progress=terminal_progress())
@@ -280,7 +283,7 @@ def with_options(answer: Answer, args: argparse.Namespace) -> Answer:
     return answer
 
 
-def require_ingested(bot: Any) -> None:
+def require_ingested(bot: Assistant) -> None:
     """Raise the "store is empty" error unless the store holds this corpus's chunks, without
     creating anything: no store folders, no collection. While the first ingest runs, wait
     briefly for it, then say how far it is instead."""
@@ -308,7 +311,7 @@ def require_ingested(bot: Any) -> None:
                          or "the store is empty: run `assistant ingest` first")
 
 
-def _ask(bot: Any, args: argparse.Namespace) -> int:
+def _ask(bot: Assistant, args: argparse.Namespace) -> int:
     bot.check_question(args.question)  # a bad question is the error, whatever the store
     limits = date_limits(args)
     require_ingested(bot)
@@ -324,7 +327,7 @@ def _ask(bot: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _chat(bot: Any, args: argparse.Namespace) -> int:
+def _chat(bot: Assistant, args: argparse.Namespace) -> int:
     """A conversation on stdin. At a terminal: a greeting, a ``> `` prompt and a blank line
     after each answer; piped: only the replies, a blank line between them. The index and the
     models load before the first question (``Assistant.prepare``). The error of one question
@@ -391,7 +394,7 @@ def _chat(bot: Any, args: argparse.Namespace) -> int:
             print()
 
 
-def _serve(bot: Any, args: argparse.Namespace) -> int:
+def _serve(bot: Assistant, args: argparse.Namespace) -> int:
     from assistant.web import check_bind, serve
 
     check_bind(bot.settings.host, bot.settings.auth)  # refuse an unsafe bind before ingesting
@@ -404,7 +407,7 @@ def _serve(bot: Any, args: argparse.Namespace) -> int:
     return serve(bot, watch=not args.no_watch)
 
 
-def _eval(bot: Any, args: argparse.Namespace) -> int:
+def _eval(bot: Assistant, args: argparse.Namespace) -> int:
     from assistant.evals import run_eval_command
 
     return int(run_eval_command(args, bot))

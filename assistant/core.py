@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,12 @@ from assistant.settings import AssistantError, Settings
 from assistant.text import clean_text, stem, vocabulary, words
 from assistant.timeframe import DayRange, names_month, parse_day, scope_for
 from assistant.types import Answer, IngestReport
+
+if TYPE_CHECKING:
+    from assistant.chat import ChatSession
+    from assistant.embedding import TextEncoder, WordVectors
+    from assistant.ingest import Progress
+    from assistant.store import Store
 
 INHERITED_WEIGHT = 0.4
 """A follow-up's words inherited from the earlier turn count this much of its own."""
@@ -48,14 +54,14 @@ class Assistant:
         if values:
             base = Settings(**{**base.__dict__, **values}).normalised()
         self.settings = base
-        self._embed: Any = None
-        self._store: Any = None
-        self._retriever: Any = None
+        self._embed: TextEncoder | None = None
+        self._store: Store | None = None
+        self._retriever: HybridRetriever | None = None
         self._key: tuple[str, str] | None = None  # (generation's name, fingerprint) of it
         self._tagger = EntityTagger()
         self._extractive: ExtractiveAnswerer | None = None
         self._words: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._word_file: Any = None
+        self._word_file: WordVectors | None = None
         self._lock = threading.RLock()  # the retriever and store swaps: held briefly
         self._ingesting = threading.Lock()  # one ingest at a time; questions go on meanwhile
         self._files = CorpusFiles(self.settings.corpus,
@@ -77,13 +83,13 @@ class Assistant:
         return self._extractive
 
     @property
-    def embed_model(self) -> Any:
+    def embed_model(self) -> TextEncoder:
         """The bundled MiniLM in the variant that made the store's vectors
         (``.embed(texts)``; a store keeps the one it was built with, a new store gets
         ``Settings.embedding``)."""
         return self.encoder(self.store.embedding)
 
-    def encoder(self, variant: str) -> Any:
+    def encoder(self, variant: str) -> TextEncoder:
         """The bundled MiniLM as ``variant`` (``Settings.embedding``), loaded once; no
         llama-index import (``assistant.embedding.MiniLMEmbedding`` is the same model as
         a llama-index BaseEmbedding)."""
@@ -95,7 +101,7 @@ class Assistant:
         return self._embed
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The Chroma store of this corpus."""
         if self._store is None:
             from assistant.embedding import MODEL_NAMES
@@ -104,7 +110,7 @@ class Assistant:
             self._store = Store(self.settings, MODEL_NAMES[self.settings.embedding])
         return self._store
 
-    def _retriever_for_query(self) -> Any:
+    def _retriever_for_query(self) -> HybridRetriever:
         """The retriever of the store's current generation and fingerprint. While an
         ingest runs (here or in another process) it is the one of the last complete index:
         the one in use, or one over the persisted BM25 index; with none, the question waits
@@ -139,7 +145,7 @@ class Assistant:
             store.wait_for_ingest()
 
     # -- public API ---------------------------------------------------------------------------
-    def ingest(self, rebuild: bool = False, progress: Any = None) -> IngestReport:
+    def ingest(self, rebuild: bool = False, progress: Progress | None = None) -> IngestReport:
         """Bring the store up to date with the corpus (only new or changed files are
         embedded). Questions asked meanwhile are answered from the last complete index."""
         from assistant.ingest import ingest
@@ -160,7 +166,7 @@ class Assistant:
                     self._store = writer  # at the generation it completed
                     self._retriever = self._key = None
 
-    def _stored_words(self) -> Any:
+    def _stored_words(self) -> WordVectors:
         from assistant.embedding import WordVectors
 
         folder = self.store.layout.words(self.store.name)
@@ -169,7 +175,7 @@ class Assistant:
         return self._word_file
 
     def _update_word_vectors(self, previous: str = "", new_words: set[str] | None = None,
-                             complete: bool = False, store: Any = None) -> None:
+                             complete: bool = False, store: Store | None = None) -> None:
         """Embed the vocabulary of the stored chunks once, so that questions find their
         candidates' word vectors ready. After an ingest only the words of the chunks it
         wrote (``new_words``) are looked at, when the word file was up to date with the
@@ -388,7 +394,7 @@ class Assistant:
 
         return generate_answer(self.settings, question, extractive, on_token)
 
-    def _sentence_vectors(self, hits: list[Any]) -> dict[tuple[str, int, int], np.ndarray]:
+    def _sentence_vectors(self, hits: list[Hit]) -> dict[tuple[str, int, int], np.ndarray]:
         """The vectors of the hits' sentences, by their spans in the hits, as each chunk's
         record holds them. A sentence that moved in its file since the ingest
         (:func:`assistant.freshness.relocate`) has its vector under its ingested span; one
@@ -433,7 +439,7 @@ class Assistant:
                 self._words.popitem(last=False)
         return {w: self._words[w] for w in words}
 
-    def chat(self) -> Any:
+    def chat(self) -> ChatSession:
         """A new conversation (see :class:`assistant.chat.ChatSession`)."""
         from assistant.chat import ChatSession
 

@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,6 +30,17 @@ from assistant.settings import AssistantError
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 # The embedding variants (``Settings.embedding``) and the model name a store records.
 MODEL_NAMES = {"minilm": MODEL_NAME, "minilm-q8": "all-MiniLM-L6-v2-onnx-q8-dynamic"}
+
+
+class TextEncoder(Protocol):
+    """What the ingest, the retriever and the answer layer need of an embedding model:
+    :class:`MiniLMEncoder`, or its llama-index face ``MiniLMEmbedding``."""
+
+    variant: str  # a key of MODEL_NAMES
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of ``texts``, one row each (``(n, 384)`` float32)."""
+        ...
 MAX_TOKENS = 256
 BATCH_CHARS = 8_000  # about 8 texts of a full 256-word-piece window
 TOKENIZER_PATH = Path(__file__).parent / "resources" / "tokenizer.json"

@@ -33,7 +33,7 @@ from assistant.corpus import (
     iter_corpus_files,
     load_article,
 )
-from assistant.embedding import pooled_chunk_vector
+from assistant.embedding import TextEncoder, pooled_chunk_vector
 from assistant.entities import EntityTagger
 from assistant.layout import (
     ChunkRecord,
@@ -323,7 +323,7 @@ def unchanged_corpus(settings: Settings, store: Store, report: IngestReport,
     return True
 
 
-def ingest(settings: Settings, store: Store, embed_model: Any, rebuild: bool = False,
+def ingest(settings: Settings, store: Store, embed_model: TextEncoder, rebuild: bool = False,
            progress: Progress | None = None,
            on_complete: Callable[[str, set[str], bool, Store], None] | None = None,
            tagger: EntityTagger | None = None) -> IngestReport:
@@ -473,7 +473,7 @@ def _groups(articles: list[Article], chars: int = 200_000) -> list[list[Article]
     return groups
 
 
-def _write_group(settings: Settings, store: Store, embed_model: Any, tagger: EntityTagger,
+def _write_group(settings: Settings, store: Store, embed_model: TextEncoder, tagger: EntityTagger,
                  group: list[Article], new_words: set[str], written: dict[str, int]) -> int:
     """Chunk, embed, tag and write a group of articles; returns the chunks written, adds
     their vocabulary to ``new_words`` and each article's chunk count to ``written``.

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from assistant.lexical import load_bm25
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
 from assistant.timeframe import DayRange, from_day_number
+
+if TYPE_CHECKING:
+    from assistant.embedding import TextEncoder
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -81,7 +84,7 @@ def _record(meta: dict[str, Any] | None) -> ChunkRecord | None:
 class HybridRetriever:
     """BM25 + dense retrieval over one corpus, fused by reciprocal rank."""
 
-    def __init__(self, store: Store, embed_model: Any = None, top_k: int = 5,
+    def __init__(self, store: Store, embed_model: TextEncoder | None = None, top_k: int = 5,
                  during_ingest: bool = False) -> None:
         self.store = store
         self.top_k = top_k
