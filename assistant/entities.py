@@ -16,9 +16,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from assistant.text import NUMBER_WORDS
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class EntityTagger:
     """Tags sentences with entities; results are cached by sentence text."""
 
     def __init__(self, cache_size: int = 20000) -> None:
-        self._nlp: Any = None
+        self._nlp: Language | None = None
         self._loaded = False
         self._lock = threading.Lock()
         self._running = threading.Lock()  # one batch through the model at a time
@@ -96,7 +99,7 @@ class EntityTagger:
         """Load the recogniser now rather than at the first :meth:`tag`."""
         self._model()
 
-    def _model(self) -> Any:
+    def _model(self) -> Language | None:
         with self._lock:
             if not self._loaded:
                 self._loaded = True

@@ -31,13 +31,14 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from assistant.entities import Recognised
 from assistant.settings import AssistantError
@@ -226,7 +227,7 @@ _HELD: dict[tuple[str, int], int] = {}
 """The ingest locks this process holds, by (lock path, thread): how many times taken."""
 
 
-def ingest_lock(store: Path, timeout: float) -> Any:
+def ingest_lock(store: Path, timeout: float) -> AbstractContextManager[None]:
     """:meth:`StoreLayout.ingest_lock` of the store directory ``store``."""
     return StoreLayout(store).ingest_lock(timeout)
 
@@ -293,7 +294,7 @@ class SentenceData:
     encoded: str
 
     @classmethod
-    def of(cls, spans: tuple[Span, ...], vectors: Any,
+    def of(cls, spans: tuple[Span, ...], vectors: npt.ArrayLike,
            entities: Sequence[Recognised] | None = None) -> SentenceData:
         """The stored form of ``vectors`` and ``entities`` (one row and one tuple per
         span)."""

@@ -36,9 +36,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.settings import AssistantError
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
 
 LEASE_SECONDS = 120.0
 """A lease not renewed for this long (by the clock of the machine that looks) is a killed
@@ -80,13 +84,13 @@ class NoLease:
 class Lease:
     """The held ingest lease of a store on a Chroma server (see the module's docstring)."""
 
-    def __init__(self, client: Any, store: str, where: str) -> None:
+    def __init__(self, client: ClientAPI, store: str, where: str) -> None:
         self.client = client
         self.store = store  # the store's collection name: the lease says whose it is
         self.name = lease_name(store)
         self.where = where  # the server, for messages
         self.run = uuid.uuid4().hex
-        self.collection: Any = None
+        self.collection: Collection | None = None
         self._started = time.time()
         self._lost = False
         self._stop = threading.Event()
@@ -204,7 +208,7 @@ class Lease:
         self._lost = False
         return True
 
-    def _named(self) -> Any:
+    def _named(self) -> Collection | None:
         """The lease collection as it is now (None: nobody holds the lease)."""
         try:
             return self.client.get_collection(self.name, embedding_function=None)

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from assistant.layout import EMBED_METADATA, node_meta
 from assistant.settings import AssistantError
 from assistant.store import IngestRunning, Store
 from assistant.timeframe import DayRange
+
+if TYPE_CHECKING:
+    from bm25s import BM25
 
 IDS_FILE = "ids.json"
 DAYS_FILE = "days.json"  # each indexed chunk's publication day, in index order
@@ -143,7 +146,7 @@ class TokenisedCorpus:
             self.days = [day for day, k in zip(self.days, keep, strict=True) if k]
         return dropped
 
-    def index(self, block: int = BLOCK_CHUNKS) -> Any:
+    def index(self, block: int = BLOCK_CHUNKS) -> BM25:
         """A bm25s index of these chunks, exactly as ``bm25s.BM25().index`` builds it from
         their token ids (default BM25: Lucene idf, k1 1.5, b 0.75), computed with numpy
         operations over ``block`` chunks at a time instead of bm25s's loop over the
@@ -206,7 +209,7 @@ class SparseIndex:
     """A BM25 index over the chunks (bm25s), the chunk id of each of its documents and
     each one's publication day (``YYYYMMDD``, 0 when its article has no date)."""
 
-    def __init__(self, ids: list[str], bm25: Any, days: list[int] | None = None) -> None:
+    def __init__(self, ids: list[str], bm25: BM25, days: list[int] | None = None) -> None:
         import Stemmer
 
         if int(bm25.scores["num_docs"]) != len(ids):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from assistant.chunking import split_sentences
@@ -25,6 +25,9 @@ from assistant.corpus import read_text
 from assistant.settings import AssistantError, Settings, default_prompts_dir
 from assistant.text import STOPWORDS, stem, words
 from assistant.types import Answer, Citation, Passage
+
+if TYPE_CHECKING:
+    from llama_index.llms.openai_like import OpenAILike
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +135,14 @@ def api_base(url: str) -> str:
     return url
 
 
-def make_llm(settings: Settings) -> Any:
+def make_llm(settings: Settings) -> OpenAILike:
     """The llama-index ``OpenAILike`` client of the configured server (cached)."""
     return _llm(api_base(settings.llm_url or ""), settings.llm_model or "",
                 settings.llm_api_key or "", float(settings.llm_timeout))
 
 
 @lru_cache(maxsize=8)
-def _llm(url: str, model: str, api_key: str, timeout: float) -> Any:
+def _llm(url: str, model: str, api_key: str, timeout: float) -> OpenAILike:
     try:
         from llama_index.llms.openai_like import OpenAILike
     except ImportError:

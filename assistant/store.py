@@ -34,11 +34,11 @@ import shutil
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -54,7 +54,16 @@ from assistant.layout import (
 from assistant.lease import IngestLease, Lease, NoLease
 from assistant.settings import AssistantError, Settings
 
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import GetResult
+    from chromadb.config import Settings as ChromaSettings
+
 __all__ = ["SCHEMA", "IngestRunning", "Store", "generation_name"]
+
+Vectors = np.ndarray | Sequence[np.ndarray]
+"""Vectors to store: one row (or one array) per record."""
 
 INGEST_WAIT_S = 3.0
 """How long a question with no complete index to use waits for a running ingest."""
@@ -153,7 +162,7 @@ class IngestProgress:
             log.warning("could not write the ingest progress: %s", exc)
 
 
-def _chroma_settings() -> Any:
+def _chroma_settings() -> ChromaSettings:
     from chromadb.config import Settings as ChromaSettings
 
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -222,7 +231,7 @@ def _size(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover
 
 
-def open_client(settings: Settings) -> Any:
+def open_client(settings: Settings) -> ClientAPI:
     """A Chroma client: HTTP when ``chroma_url`` is set, else persistent under the store."""
     chromadb = import_chromadb()
 
@@ -296,7 +305,7 @@ class SentenceFile:
                                "rebuild them from the corpus") from None
 
     def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
-            embeddings: Any) -> None:
+            embeddings: Vectors) -> None:
         """Store the chunks' vector strings (replacing any of the same id); the chunks'
         own vectors, which a Chroma record needs, are not kept here."""
         with self._guard() as con:
@@ -357,11 +366,11 @@ class ChromaSentences:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _col(self, create: bool) -> Any:
+    def _col(self, create: bool) -> Collection:
         return self.store._side_collection("sentences", create)
 
     def add(self, ids: list[str], doc_ids: list[str], vectors: list[str],
-            embeddings: Any) -> None:
+            embeddings: Vectors) -> None:
         """Store the chunks' vector strings (replacing any of the same id)."""
         col = self._col(create=True)
         metadatas: list[dict] = [{"doc_id": d, VECTORS_KEY: v}
@@ -435,7 +444,7 @@ def _variant_of(model_name: object) -> str | None:
 class Store:
     """The chunk collection of a corpus, and the bookkeeping on it."""
 
-    def __init__(self, settings: Settings, model_name: str, client: Any | None = None,
+    def __init__(self, settings: Settings, model_name: str, client: ClientAPI | None = None,
                  generation: int | None = None) -> None:
         self.settings = settings
         self.layout = StoreLayout(settings.store)
@@ -450,8 +459,9 @@ class Store:
             "chunking": f"{settings.chunk_tokens}/{settings.chunk_overlap_tokens}",
             "schema": SCHEMA,
         }
-        self._chunks: Any = None
-        self._side: dict[str, tuple[str, Any]] = {}  # suffix: (chunk collection id, collection)
+        self._chunks: Collection | None = None
+        # suffix: (chunk collection id, collection)
+        self._side: dict[str, tuple[str, Collection]] = {}
         self._sentence_table: SentenceFile | ChromaSentences | None = None
 
     # -- generations ------------------------------------------------------------------------
@@ -699,7 +709,7 @@ class Store:
                 self.layout.remove_inside(path)
 
     @property
-    def client(self) -> Any:
+    def client(self) -> ClientAPI:
         """The Chroma client, opened on first use (``ingest`` takes the store's lock first)."""
         if self._client is None:
             self._client = open_client(self.settings)
@@ -734,13 +744,13 @@ class Store:
         return True
 
     @property
-    def chunks(self) -> Any:
+    def chunks(self) -> Collection:
         """The chunk collection (created on first use, checked against the settings)."""
         if self._chunks is None:
             self._chunks = self._open(self.name)
         return self._chunks
 
-    def _side_collection(self, suffix: str, create: bool) -> Any:
+    def _side_collection(self, suffix: str, create: bool) -> Collection:
         """This generation's ``<name>-<suffix>`` collection (None: none yet, and not
         ``create``), kept while the chunk collection is the same one."""
         chunks_id = str(self.chunks.id)
@@ -776,7 +786,7 @@ class Store:
         self._side = {}
 
     def add_sentence_vectors(self, ids: list[str], doc_ids: list[str], vectors: list[str],
-                             embeddings: Any) -> None:
+                             embeddings: Vectors) -> None:
         """Keep the sentence vectors (:class:`~assistant.layout.SentenceData` strings)
         of the chunks ``ids``; ``embeddings`` are the chunks' own vectors."""
         self.sentences.add(ids, doc_ids, vectors, embeddings)
@@ -804,7 +814,7 @@ class Store:
         ``<name>-words`` collection), for the machines that did not ingest."""
         return bool(self.settings.chroma_url)
 
-    def add_word_vectors(self, words: list[str], vectors: Any) -> None:
+    def add_word_vectors(self, words: list[str], vectors: Vectors) -> None:
         """Keep the vectors of ``words`` on the server (replacing any stored). Each is also
         in its record's metadata, exact (float32, base64): a read of metadata only is about
         a fifth of the JSON of the same vectors as embeddings."""
@@ -849,7 +859,7 @@ class Store:
         the collection is created; a store from before the setting existed is "embedded"."""
         return str((self.chunks.metadata or {}).get("chunk_vectors", "embedded"))
 
-    def _open(self, name: str) -> Any:
+    def _open(self, name: str) -> Collection:
         if not self._pinned:
             # A reader's generation deleted by a rebuild (which moved the pointer first):
             # follow the pointer rather than create the deleted collection anew.
@@ -996,7 +1006,7 @@ class Store:
         value = (self._fresh_chunks().metadata or {}).get("chunks")
         return int(value) if isinstance(value, int | float) else None
 
-    def _fresh_chunks(self) -> Any:
+    def _fresh_chunks(self) -> Collection:
         if self._chunks is None:
             return self.chunks
         with self._guard():
@@ -1057,7 +1067,7 @@ class Store:
         record = self.sentence_vectors(ids).get(ids[0]) if ids else None
         return record is not None and SentenceData((), record).has_entities
 
-    def _iter_metadatas(self, col: Any, page: int = 5000) -> Iterator[list[dict]]:
+    def _iter_metadatas(self, col: Collection, page: int = 5000) -> Iterator[list[dict]]:
         offset = 0
         while True:
             with self._guard():
@@ -1103,12 +1113,12 @@ class Store:
 
         step = max(1, page)
 
-        def read(b: int) -> Any:
+        def read(b: int) -> GetResult:
             with self._guard():
                 return self.chunks.get(ids=ids[b : b + step],
                                        include=["documents", "metadatas"])
 
-        def pages() -> Iterator[Any]:
+        def pages() -> Iterator[GetResult]:
             starts = range(0, len(ids), step)
             if not ahead or len(starts) < 2:
                 yield from map(read, starts)
@@ -1159,7 +1169,7 @@ class Store:
         if ids:
             self.sentences.delete(ids)
 
-    def add(self, col: Any, ids: list[str], embeddings: Any, metadatas: list[dict],
+    def add(self, col: Collection, ids: list[str], embeddings: Vectors, metadatas: list[dict],
             documents: list[str] | None = None) -> None:
         """Add records in batches no larger than the server accepts."""
         with self._guard():
