@@ -298,7 +298,7 @@ class WordVectors:
         i = self._index.get(word) if self._index is not None else None
         return None if i is None else np.array(self._vectors[i], dtype=np.float32)
 
-    def update(self, vocabulary: set[str], encoder: Any, fingerprint: str) -> int:
+    def update(self, vocabulary: set[str], encoder: TextEncoder, fingerprint: str) -> int:
         """Embed the words not stored yet and rewrite the files atomically; returns the
         number of words embedded."""
         import json

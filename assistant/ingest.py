@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from assistant.settings import AssistantError, Settings
 from assistant.store import IngestProgress, Store, StoredDoc
 from assistant.text import vocabulary
 from assistant.types import IngestReport
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -555,7 +558,7 @@ def _write_group(settings: Settings, store: Store, embed_model: TextEncoder, tag
     return len(nodes)
 
 
-def _add_nodes(store: Store, nodes: list[Any]) -> None:
+def _add_nodes(store: Store, nodes: list[TextNode]) -> None:
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
     metadatas = [node_to_metadata_dict(n, remove_text=True, flat_metadata=True) for n in nodes]

@@ -35,13 +35,16 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from assistant.entities import Recognised
 from assistant.settings import AssistantError
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
 
 SCHEMA = "5"
 """2: sentence vectors moved from a Chroma collection to SQLite; 3: chunks carry "day";
@@ -245,7 +248,8 @@ def chunk_id(doc_id: str, sha256: str, index: int) -> str:
 EMBED_METADATA = ("title",)  # the only metadata BM25 and the embedding model see
 
 
-def make_node(chunk_id: str, text: str, meta: dict[str, Any], embedding: Any = None) -> Any:
+def make_node(chunk_id: str, text: str, meta: dict[str, Any],
+              embedding: Sequence[float] | np.ndarray | None = None) -> TextNode:
     """A llama-index TextNode for a chunk; only the title is seen by BM25 and embedding."""
     from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
