@@ -34,6 +34,11 @@ class DayRange:
         """``end`` as ``YYYYMMDD`` (99991231 when open)."""
         return day_number(self.end) if self.end else 99991231
 
+    def holds(self, day: int | None) -> bool:
+        """True when a chunk of publication day ``day`` (``YYYYMMDD``; None: undated)
+        matches :meth:`where`."""
+        return day is not None and self.first <= day <= self.last
+
     def where(self) -> dict[str, object]:
         """The Chroma ``where`` filter that keeps this range's chunks (undated chunks carry
         no ``day`` and never match). Its shape is chosen for speed: Chroma 1.5's lower

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +129,50 @@ def test_undated_articles_count_only_without_a_filter(dated: Assistant) -> None:
     window = DayRange(None, dt.date(2030, 1, 1))
     assert "bridge-undated.txt" not in {h.doc_id for h in retriever.retrieve(QUESTION, vec,
                                                                              window)}
+
+
+def _spy_on_chroma_queries(retriever, monkeypatch: pytest.MonkeyPatch) -> list:
+    """The ``where`` of every Chroma query ``retriever`` makes from now on."""
+    collection_class = type(retriever.store.chunks)
+    real = collection_class.query
+    wheres: list = []
+
+    def query(self, *args, **kwargs):
+        wheres.append(kwargs.get("where"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(collection_class, "query", query)
+    return wheres
+
+
+def test_a_window_up_to_a_day_asks_chroma_unfiltered_first(
+        tmp_path: Path, embed_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything up to an ``as_of`` is most of a store, which Chroma filters slowly: when
+    the nearest chunks are all inside the window, they are the answer with no filter."""
+    dated_only = {k: v for k, v in ARTICLES.items() if k != "bridge-undated.txt"}
+    bot = corpus_bot(tmp_path, dated_only, embed_model)
+    retriever = bot._retriever_for_query()
+    vec = bot.embed_model.embed([QUESTION])[0]
+    wheres = _spy_on_chroma_queries(retriever, monkeypatch)
+    fast = retriever.retrieve(QUESTION, vec, DayRange(None, dt.date(2024, 3, 31)))
+    assert wheres == [None]  # one query, unfiltered
+    # The same chunks and scores as a filtered query over the same articles.
+    filtered = retriever.retrieve(QUESTION, vec, DayRange(dt.date(1990, 1, 1),
+                                                          dt.date(2024, 3, 31)))
+    assert wheres[1] is not None
+    assert [(h.id, h.score) for h in fast] == [(h.id, h.score) for h in filtered]
+    assert {h.doc_id for h in fast} == set(dated_only)
+
+
+def test_a_window_up_to_a_day_filters_when_a_nearest_chunk_is_outside_it(
+        dated: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    retriever = dated._retriever_for_query()
+    vec = dated.embed_model.embed([QUESTION])[0]
+    wheres = _spy_on_chroma_queries(retriever, monkeypatch)
+    hits = retriever.retrieve(QUESTION, vec, DayRange(None, dt.date(2024, 3, 5)))
+    # The later and the undated article are among the nearest: the filter runs.
+    assert wheres == [None, {"day": {"$lte": 20240305}}]
+    assert {h.doc_id for h in hits} == {"bridge-early.txt", "mayor.txt"}
 
 
 def test_citations_carry_headline_source_and_date(dated: Assistant) -> None:
